@@ -1,0 +1,92 @@
+"""Compute budgets in cost units (DESIGN §3) and the anytime-checkpoint contract.
+
+A unit is one example through the model forward (1); a backward pass costs 2; a per-example gradient 3.
+Budgets are fractions of C_retrain. Methods ask `room(want, per_item)` before each step and `charge`
+what they spent; the helper trims steps so spending never passes the next checkpoint, calls
+`on_checkpoint(fraction, units)` exactly when spending reaches it (not charged, not timed), and reports
+no room after the last one. Schedules inside methods must depend on units spent only, so checkpoint
+0.04 of a 0.10 trial is the model a 0.04 trial ends with."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+CheckpointFn = Callable[[float, int], None]
+
+
+class BudgetExceeded(RuntimeError):
+    pass
+
+
+class Budget:
+    def __init__(self, retrain_units: int, checkpoints: list[float], on_checkpoint: CheckpointFn,
+                 device: torch.device | str = "cpu"):
+        if not checkpoints or any(not 0 < c <= 1 for c in checkpoints):
+            raise ValueError(f"checkpoints must be fractions in (0, 1], got {checkpoints}")
+        self.retrain_units = int(retrain_units)
+        self.fractions = sorted(checkpoints)
+        self.limits = [round(f * self.retrain_units) for f in self.fractions]
+        self.on_checkpoint = on_checkpoint
+        self.spent = 0
+        self.seconds = 0.0
+        self.over_budget: list[float] = []  # checkpoints a fixed-cost method could not meet
+        self._next = 0
+        self._device = torch.device(device)
+        self._clock = time.perf_counter()
+
+    # -- what methods call -------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self._next < len(self.limits)
+
+    @property
+    def total(self) -> int:
+        """Units up to the last checkpoint: the most a method may ever spend."""
+        return self.limits[-1]
+
+    def room(self, want: int, per_item: int) -> int:
+        """How many items costing `per_item` units each fit before the next checkpoint (≤ want).
+
+        Fires checkpoints that cannot take even one more item; 0 means the trial is over."""
+        while self.active:
+            fit = min(want, (self.limits[self._next] - self.spent) // per_item)
+            if fit > 0:
+                return fit
+            self._fire()
+        return 0
+
+    def charge(self, units: int) -> None:
+        if not self.active or self.spent + units > self.limits[self._next]:
+            raise BudgetExceeded(f"charging {units} units at {self.spent} passes the next checkpoint")
+        self.spent += units
+        if self.spent == self.limits[self._next]:
+            self._fire()
+
+    def charge_fixed(self, units: int) -> None:
+        """A fixed-cost step (SSD, Fisher forgetting, shared importances): checkpoints it overshoots
+        are marked over budget instead of being met."""
+        self.spent += int(units)
+        while self.active and self.limits[self._next] < self.spent:
+            self.over_budget.append(self.fractions[self._next])
+            self._next += 1
+
+    def finish(self) -> None:
+        """A fixed-cost method is done: it is reported at every remaining checkpoint."""
+        while self.active:
+            self._fire()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def _fire(self) -> None:
+        self._sync()
+        self.seconds += time.perf_counter() - self._clock
+        fraction = self.fractions[self._next]
+        self._next += 1
+        self.on_checkpoint(fraction, self.spent)
+        self._sync()
+        self._clock = time.perf_counter()  # the evaluation above is not timed

@@ -1,0 +1,28 @@
+"""Unlearning methods: every public module here is registered under its name.
+
+A method module exposes `unlearn(model, data, budget, *, <hyperparameters with defaults>)`, which
+changes `model` in place within `budget`, and `PAPER` (its reference). `KIND` is "anytime" (default:
+spends units step by step), "fixed" (one fixed-cost pass) or "reference" (`none`, `retrain`: evaluated
+from the cached base models at cost `COST`, a fraction of C_retrain)."""
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+from ..registry import methods, register_package
+from ._common import UnlearnData
+
+register_package(methods, __name__)
+
+
+def kind(method: ModuleType) -> str:
+    return getattr(method, "KIND", "anytime")
+
+
+def hyperparameters(method: ModuleType) -> dict[str, object]:
+    """The method's keyword-only hyperparameters and their defaults (the first point a sweep tries)."""
+    sig = inspect.signature(method.unlearn)
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+__all__ = ["UnlearnData", "kind", "hyperparameters"]

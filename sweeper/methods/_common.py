@@ -1,0 +1,59 @@
+"""Plain helpers that methods call (no method inherits from another)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..budget import Budget
+from ..data import IndexStream, Split, generator
+from ..training import Recipe, sgd
+
+FORWARD, BACKWARD = 1, 2
+TRAIN_STEP = FORWARD + BACKWARD  # units per example of one forward + backward pass
+
+
+@dataclass
+class UnlearnData:
+    """What a method may use: the retain and forget sets (S_corr = both), the scenario's optimiser
+    recipe and a seed for its own randomness. θ_retrain is deliberately not here."""
+    retain: Split
+    forget: Split
+    num_classes: int
+    recipe: Recipe
+    seed: int
+
+    def gen(self, stream: int) -> torch.Generator:
+        return generator(self.seed, 100 + stream)
+
+    @property
+    def batch_size(self) -> int:
+        return self.recipe.batch_size
+
+
+def optimizer(model: nn.Module, data: UnlearnData, lr: float, params=None) -> torch.optim.Optimizer:
+    """The retraining recipe's SGD (momentum, weight decay) at the method's own learning rate."""
+    return sgd(params if params is not None else model.parameters(), data.recipe, lr)
+
+
+def step_loop(model: nn.Module, budget: Budget, opt: torch.optim.Optimizer, n: int, gen: torch.Generator,
+              batch_size: int, per_item: int, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+              after_step: Callable[[], None] | None = None) -> nn.Module:
+    """SGD steps on batches of indices into a set of size `n` until the budget has no room.
+
+    `per_item` is the units one item of a step costs (3 for one example forward + backward, 6 for a
+    pair of examples). The last batch before each checkpoint is trimmed to fit exactly."""
+    stream = IndexStream(n, gen)
+    model.train()
+    while k := budget.room(batch_size, per_item):
+        loss = loss_fn(stream.take(k))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        budget.charge(per_item * k)
+    model.eval()
+    return model

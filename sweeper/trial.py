@@ -1,0 +1,144 @@
+"""The trial: one method configuration on one or more seeds -> one metrics dict per budget checkpoint.
+
+Pure with respect to the outside world: no Ray, no MLflow. The Tune edge passes `tune.report` as
+`on_checkpoint`; tests pass a list's `append`."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from . import methods as _methods
+from .attacks import Poisoning
+from .budget import Budget
+from .metrics import MIA_MIN_NONMEMBERS, membership_inference, objective, removal, accuracy
+from .registry import attacks, methods
+from .scenario import BaseModels, Scenario, base_models
+
+Metrics = dict[str, float]
+
+
+@dataclass
+class TrialConfig:
+    scenario: Scenario
+    method: str
+    base_dir: str                      # absolute: trials run in per-trial working directories
+    seeds: list[int] = field(default_factory=lambda: [0])
+    hparams: dict = field(default_factory=dict)
+    budgets: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.06, 0.08, 0.10])
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialConfig":
+        scenario = d["scenario"] if isinstance(d["scenario"], Scenario) else Scenario.from_dict(d["scenario"])
+        return cls(**{**d, "scenario": scenario})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _moved(base: BaseModels, device: torch.device) -> Poisoning:
+    p = base.poisoning
+    ctx = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in p.context.items()}
+    return Poisoning(p.train.to(device), p.forget, ctx, p.craft_seconds, p.craft_units)
+
+
+class SeedEvaluator:
+    """Evaluates a model of one (scenario, seed) against that seed's references."""
+
+    def __init__(self, base: BaseModels, device: torch.device):
+        self.base, self.device = base, device
+        self.attack = attacks.get(base.scenario.attack)
+        self.poisoning = _moved(base, device)
+        self.val, self.test = base.data.val.to(device), base.data.test.to(device)
+        copies = max(1, math.ceil(MIA_MIN_NONMEMBERS / len(base.data.test)))
+        self.nonmembers = self.attack.mia_nonmembers(base.data.test, base.poisoning.context, seed=base.seed,
+                                                     copies=copies).to(device)
+        refs = base.manifest["metrics"]
+        self.m_poisoned = refs["poisoned"]["attack/effect"]
+        exact = getattr(self.attack, "RETRAIN_EFFECT", None)
+        self.m_retrain = exact if exact is not None else refs["retrain"]["attack/effect"]
+        self.acc_val_retrain = refs["retrain"]["acc/val"]
+        self.accuracy_constrained = not getattr(self.attack, "ACCURACY_IS_EFFECT", False)
+
+    def __call__(self, model: torch.nn.Module) -> Metrics:
+        m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
+        m.update(self.attack.effect(model, self.poisoning.context))
+        m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
+        m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
+        m["objective"] = objective(m["removal"], m["acc/val"], self.acc_val_retrain,
+                                   accuracy_constrained=self.accuracy_constrained, metrics=m)
+        return m
+
+
+def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> None:
+    device = pick_device(cfg.device)
+    base = base_models(cfg.scenario, seed, cfg.base_dir)
+    method = methods.get(cfg.method)
+    evaluate = SeedEvaluator(base, device)
+    retrain_units = base.retrain_units
+
+    def row(model, fraction: float, units: int, seconds: float) -> Metrics:
+        return {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
+                "cost/seconds": seconds, **evaluate(model)}
+
+    if _methods.kind(method) == "reference":
+        which = "poisoned" if cfg.method == "none" else "retrain"
+        cost = method.COST
+        seconds = base.manifest["train_seconds"]["retrain"] if cost else 0.0
+        emit(row(base.model(which, device), cost, round(cost * retrain_units), seconds))
+        return
+
+    model = base.model("poisoned", device)
+    p = evaluate.poisoning
+    data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed)
+    budget = Budget(retrain_units, cfg.budgets, lambda f, u: emit(row(model, f, u, budget.seconds)), device)
+    method.unlearn(model, data, budget, **cfg.hparams)
+    if _methods.kind(method) == "fixed":
+        budget.finish()
+
+
+def pool(rows: list[Metrics]) -> Metrics:
+    """Combine one checkpoint's metrics over seeds: means, except GUS z pooled over all poisons."""
+    out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    if "gus/sum" in rows[0]:
+        n = sum(r["gus/n_valid"] for r in rows)
+        total = sum(r["gus/sum"] for r in rows)
+        out.update({"gus/n_valid": n, "gus/sum": total, "gus/z": total / math.sqrt(n) if n else math.nan,
+                    "gus/mean": total / n if n else math.nan})
+    if not all(math.isfinite(v) for r in rows for v in r.values()):
+        out["objective"] = min(r["objective"] for r in rows)  # a diverged seed marks the trial
+    return out
+
+
+def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], None] | None = None) -> list[Metrics]:
+    """Run a configuration on each seed in turn; hand one pooled metrics dict per checkpoint to
+    `on_checkpoint` as soon as the last seed reaches it, and return them all.
+
+    With several seeds the earlier seeds' checkpoints wait for the last one (so an early stop saves
+    only the last seed's remaining work); one seed per trial keeps early stopping fully effective."""
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    start = time.perf_counter()
+    done: list[list[Metrics]] = []
+    pooled_rows: list[Metrics] = []
+    for i, seed in enumerate(cfg.seeds):
+        rows: list[Metrics] = []
+
+        def emit(metrics: Metrics, rows=rows, last=(i == len(cfg.seeds) - 1)) -> None:
+            rows.append(metrics)
+            if last:
+                pooled = pool([d[len(rows) - 1] for d in done] + [metrics])
+                pooled["trial/seconds"] = time.perf_counter() - start
+                pooled_rows.append(pooled)
+                if on_checkpoint is not None:
+                    on_checkpoint(pooled)
+
+        _run_seed(cfg, seed, emit)
+        done.append(rows)
+    return pooled_rows
