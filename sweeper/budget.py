@@ -2,10 +2,17 @@
 
 A unit is one example through the model forward (1); a backward pass costs 2; a per-example gradient 3.
 Budgets are fractions of C_retrain. Methods ask `room(want, per_item)` before each step and `charge`
-what they spent; the helper trims steps so spending never passes the next checkpoint, calls
-`on_checkpoint(fraction, units)` exactly when spending reaches it (not charged, not timed), and reports
-no room after the last one. Schedules inside methods must depend on units spent only, so checkpoint
-0.04 of a 0.10 trial is the model a 0.04 trial ends with."""
+what they spent. The helper never lets spending pass a checkpoint: when a method's next step does not
+fit, it calls `on_checkpoint(fraction, units)` (not charged, not timed) and the step waits for the next
+checkpoint's room; after the last checkpoint there is no room and the method returns.
+
+Steps are never trimmed to land exactly on a checkpoint. Trimming would make a trial's step boundaries
+depend on which checkpoints it has, so checkpoint 0.04 of a 0.10 trial (which trimmed at 0.02 too)
+would differ from a 0.04-only trial. Without trimming, step boundaries depend on units spent only, and
+the model at any checkpoint is the model a trial ending there produces, whatever other checkpoints
+either trial has; the price is landing up to one step (a batch) short of each checkpoint, and
+`cost/units` records exactly where. Schedules inside methods must likewise depend on units spent only.
+"""
 from __future__ import annotations
 
 import time
@@ -47,13 +54,11 @@ class Budget:
         return self.limits[-1]
 
     def room(self, want: int, per_item: int) -> int:
-        """How many items costing `per_item` units each fit before the next checkpoint (≤ want).
-
-        Fires checkpoints that cannot take even one more item; 0 means the trial is over."""
+        """`want` if a step of `want` items costing `per_item` units each fits before the next
+        checkpoint; otherwise fires checkpoints until it fits. 0 means the trial is over."""
         while self.active:
-            fit = min(want, (self.limits[self._next] - self.spent) // per_item)
-            if fit > 0:
-                return fit
+            if self.spent + want * per_item <= self.limits[self._next]:
+                return want
             self._fire()
         return 0
 

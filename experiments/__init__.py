@@ -1,0 +1,1 @@
+"""Bundled experiment files; shipped inside the package as sweeper.experiments."""

@@ -1,0 +1,84 @@
+"""The `sweeper` command. Bad input: one line on stderr, exit code 2, no traceback."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+
+from . import config
+from . import methods as _methods
+from .errors import SweeperError
+from .registry import attacks, methods
+
+
+def _signature_params(fn) -> str:
+    ps = [p for p in inspect.signature(fn).parameters.values()
+          if p.kind is p.KEYWORD_ONLY and p.default is not p.empty]
+    return ", ".join(f"{p.name}={p.default!r}" for p in ps) or "-"
+
+
+def _range(spec: dict) -> str:
+    if "choices" in spec:
+        return "{" + ", ".join(map(str, spec["choices"])) + "}"
+    return f"[{spec['low']:g}, {spec['high']:g}]{' log' if spec.get('log') else ''}"
+
+
+def cmd_methods(args) -> int:
+    for name in methods.names():
+        module = methods.get(name)
+        kind = _methods.kind(module)
+        print(f"{name}  ({kind})  {module.PAPER}")
+        if kind == "reference":
+            print(f"    cost: {module.COST:g} x retraining")
+            continue
+        space = config.spaces.load(name, module, _methods.hyperparameters(module))
+        for p, default in _methods.hyperparameters(module).items():
+            print(f"    {p:<14} default {default!r:<10} range {_range(space.spec['params'][p])}")
+    return 0
+
+
+def cmd_attacks(args) -> int:
+    for name in attacks.names():
+        module = attacks.get(name)
+        print(f"{name}  {module.PAPER}")
+        print(f"    parameters: {_signature_params(module.craft)}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    exp = config.load(args.experiment, args.profile)
+    print(f"ok: {exp.name} (profile {exp.profile}): {exp.scenario.dataset} / {exp.scenario.model} / "
+          f"{exp.scenario.attack}; methods {', '.join(exp.methods)}; budgets {list(exp.budgets)}; "
+          f"{exp.trials} trials per method; seeds {list(exp.seeds)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sweeper", description=(
+        "Sweep machine-unlearning methods against data poisoning: the best poison removal each method "
+        "reaches at each fraction of retraining's compute."))
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("methods", help="list unlearning methods, their papers, hyperparameters and ranges"
+                   ).set_defaults(fn=cmd_methods)
+    sub.add_parser("attacks", help="list poisoning attacks, their papers and parameters").set_defaults(fn=cmd_attacks)
+    v = sub.add_parser("validate", help="check an experiment file without running it")
+    v.add_argument("experiment", help="path to an experiment YAML, or the name of a bundled one")
+    v.add_argument("--profile", help="apply one of the file's profiles (quick, tiny, full, ...)")
+    v.set_defaults(fn=cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SweeperError as e:
+        print(f"sweeper: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweeper: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Experiment files (`experiments/*.yaml`): what a sweep runs, validated on load.
+
+    name: quickstart
+    dataset: {name: digits}
+    model: {name: small_cnn, width: 16}
+    attack: {name: gaussian, fraction: 0.2, eps: 1.0}
+    recipe: {epochs: 60, batch_size: 64, lr: 0.05}     # how θ_poisoned / θ_retrain are trained
+    methods: all                                        # or a list of registered method names
+    budgets: [0.02, 0.04, 0.06, 0.08, 0.10]            # fractions of C_retrain, each in (0, 1]
+    trials: 10                                          # Optuna trials per (attack, method)
+    seeds: [0, 1, 2]                                    # base-model seeds each trial is measured on
+    profile: quick                                      # which entry of `profiles` applies
+    profiles: {tiny: {trials: 2, recipe: {epochs: 10}}} # named partial overrides
+    spaces: {gd: {params: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}}}   # optional overrides
+
+Every mistake is one SweeperError naming the file and the key."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from . import attacks as _attacks  # noqa: F401  (registers)
+from . import datasets as _datasets  # noqa: F401
+from . import methods as _methods
+from . import models as _models  # noqa: F401
+from . import spaces
+from .errors import SweeperError
+from .registry import attacks, datasets, methods, models
+from .scenario import Scenario
+from .training import Recipe
+
+REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
+OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device"}
+BASE_PROFILE = "quick"  # the file's own values, without overrides
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    scenario: Scenario
+    methods: tuple[str, ...]        # searched methods (the references none / retrain always run too)
+    budgets: tuple[float, ...]
+    trials: int
+    seeds: tuple[int, ...]
+    profile: str = BASE_PROFILE
+    spaces: dict = field(default_factory=dict)
+    device: str = "auto"
+
+    def search_space(self, method: str) -> spaces.SearchSpace:
+        module = methods.get(method)
+        hp = _methods.hyperparameters(module)
+        if method in self.spaces:
+            return spaces.parse(method, self.spaces[method], hp, f"{self.name}: spaces.{method}")
+        return spaces.load(method, module, hp)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "scenario": self.scenario.as_dict(), "methods": list(self.methods),
+                "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
+                "profile": self.profile, "spaces": self.spaces, "device": self.device}
+
+
+def searchable_methods() -> list[str]:
+    return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference"]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _check_params(where: str, fn, params: dict) -> dict:
+    """Keyword parameters given in a file must exist in `fn`'s signature and match its defaults' types."""
+    sig = {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    for key, value in params.items():
+        if key not in sig:
+            raise SweeperError(f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(sig)) or 'none'}")
+        default = sig[key].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SweeperError(f"{where}: {key} must be a number, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise SweeperError(f"{where}: {key} must be an integer, got {value!r}")
+    return params
+
+
+def _named(where: str, value, registry) -> tuple[str, dict]:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise SweeperError(f"{where}: expected a name or a mapping with 'name'")
+    params = {k: v for k, v in value.items() if k != "name"}
+    registry.get(value["name"])  # unknown name: lists the known ones
+    return value["name"], params
+
+
+def _recipe(where: str, value) -> Recipe:
+    if value is None:
+        return Recipe()
+    if not isinstance(value, dict):
+        raise SweeperError(f"{where}: recipe must be a mapping")
+    known = {f.name: f for f in fields(Recipe)}
+    for key, v in value.items():
+        if key not in known:
+            raise SweeperError(f"{where}: unknown recipe key {key!r}; known: {', '.join(known)}")
+        want = int if known[key].type in ("int", int) else float
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
+            raise SweeperError(f"{where}: recipe.{key} must be {'an integer' if want is int else 'a number'}, got {v!r}")
+        if v <= 0 and key not in ("momentum", "weight_decay"):
+            raise SweeperError(f"{where}: recipe.{key} must be positive, got {v!r}")
+    return Recipe(**value)
+
+
+def _methods_list(where: str, value) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(searchable_methods())
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise SweeperError(f"{where}: methods must be 'all' or a non-empty list of names")
+    for m in value:
+        methods.get(m)
+    if len(set(value)) != len(value):
+        raise SweeperError(f"{where}: methods lists a name twice")
+    return tuple(m for m in value if _methods.kind(methods.get(m)) != "reference")
+
+
+def _budgets(where: str, value) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise SweeperError(f"{where}: budgets must be a non-empty list of fractions of retraining cost")
+    for b in value:
+        if isinstance(b, bool) or not isinstance(b, (int, float)):
+            raise SweeperError(f"{where}: budget {b!r} must be a number")
+        if not 0 < b <= 1:
+            raise SweeperError(f"{where}: budget {b} lies outside (0, 1]")
+    if len(set(value)) != len(value):
+        raise SweeperError(f"{where}: budgets lists a value twice")
+    return tuple(sorted(float(b) for b in value))
+
+
+def _positive_int(where: str, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SweeperError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _seeds(where: str, value) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                                       for s in value):
+        raise SweeperError(f"{where}: seeds must be a non-empty list of non-negative integers")
+    if len(set(value)) != len(value):
+        raise SweeperError(f"{where}: seeds lists a value twice")
+    return tuple(value)
+
+
+def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, str]:
+    profiles = doc.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise SweeperError(f"{where}: profiles must be a mapping of name -> overrides")
+    chosen = profile or doc.get("profile", BASE_PROFILE)
+    if chosen == BASE_PROFILE and BASE_PROFILE not in profiles:
+        return doc, chosen
+    if chosen not in profiles:
+        raise SweeperError(f"{where}: unknown profile {chosen!r}; known: "
+                           f"{', '.join(sorted({BASE_PROFILE, *profiles}))}")
+    override = profiles[chosen]
+    if not isinstance(override, dict):
+        raise SweeperError(f"{where}: profile {chosen!r} must be a mapping")
+    bad = set(override) - (REQUIRED | OPTIONAL) | ({"profile", "profiles"} & set(override))
+    if bad:
+        raise SweeperError(f"{where}: profile {chosen!r} sets unknown or forbidden keys {sorted(bad)}")
+    return _merge(doc, override), chosen
+
+
+def parse(doc, where: str, profile: str | None = None) -> Experiment:
+    if not isinstance(doc, dict):
+        raise SweeperError(f"{where}: expected a mapping at the top level")
+    unknown = set(doc) - REQUIRED - OPTIONAL
+    if unknown:
+        raise SweeperError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    missing = REQUIRED - set(doc)
+    if missing:
+        raise SweeperError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+    doc, profile = _resolve_profile(where, doc, profile)
+    dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
+    model, model_params = _named(f"{where}: model", doc["model"], models)
+    attack, attack_params = _named(f"{where}: attack", doc["attack"], attacks)
+    _check_params(f"{where}: dataset", datasets.get(dataset), dataset_params)
+    _check_params(f"{where}: model", models.get(model), model_params)
+    _check_params(f"{where}: attack", attacks.get(attack).craft, attack_params)
+    scenario = Scenario(dataset, model, attack, dataset_params, model_params, attack_params,
+                        _recipe(where, doc.get("recipe")))
+    name = doc.get("name", Path(where).stem)
+    if not isinstance(name, str) or not name:
+        raise SweeperError(f"{where}: name must be a non-empty string")
+    spaces_doc = doc.get("spaces") or {}
+    if not isinstance(spaces_doc, dict):
+        raise SweeperError(f"{where}: spaces must be a mapping of method -> search space")
+    device = doc.get("device", "auto")
+    if not isinstance(device, str):
+        raise SweeperError(f"{where}: device must be a string such as auto, cpu or cuda")
+    exp = Experiment(name, scenario, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
+                     _positive_int(where, "trials", doc["trials"]), _seeds(where, doc["seeds"]),
+                     profile, spaces_doc, device)
+    for method in spaces_doc:
+        methods.get(method)
+        exp.search_space(method)  # validates the override now, not mid-sweep
+    return exp
+
+
+def load(path: str | Path | None = None, profile: str | None = None) -> Experiment:
+    """Load an experiment file; no path means the bundled quickstart. A bare name (`quickstart`)
+    finds a bundled experiment."""
+    if path is None:
+        path = "quickstart"
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and (resources.files("sweeper.experiments") / f"{p.name}.yaml").is_file():
+        text, where = (resources.files("sweeper.experiments") / f"{p.name}.yaml").read_text(), f"{p.name}.yaml"
+    elif p.is_file():
+        text, where = p.read_text(), str(p)
+    else:
+        raise SweeperError(f"experiment file {path} not found (bundled: {', '.join(bundled())})")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SweeperError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse(doc, where, profile)
+
+
+def bundled() -> list[str]:
+    return sorted(f.name[:-5] for f in resources.files("sweeper.experiments").iterdir() if f.name.endswith(".yaml"))

@@ -1,0 +1,43 @@
+"""Small helpers for method tests: run a method from θ_poisoned under a budget, outside any sweep."""
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from sweeper import methods as _methods
+from sweeper.budget import Budget
+from sweeper.registry import methods
+
+
+def unlearn_data(base, seed=None):
+    p = base.poisoning
+    return _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, base.scenario.recipe,
+                                base.seed if seed is None else seed)
+
+
+def run_method(base, name, budgets=(0.02,), on_checkpoint=None, **hparams):
+    """θ_poisoned after `name` under `budgets`; returns (model, budget, [(fraction, units, state)])."""
+    model = base.model("poisoned")
+    seen = []
+
+    def record(fraction, units):
+        seen.append((fraction, units, {k: v.clone() for k, v in model.state_dict().items()}))
+        if on_checkpoint:
+            on_checkpoint(fraction, units)
+
+    budget = Budget(base.retrain_units, list(budgets), record)
+    method = methods.get(name)
+    method.unlearn(model, unlearn_data(base), budget, **hparams)
+    if _methods.kind(method) == "fixed":
+        budget.finish()
+    return model, budget, seen
+
+
+@torch.no_grad()
+def mean_loss(model, split):
+    model.eval()
+    return float(F.cross_entropy(model(split.x), split.y))
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,67 @@
+"""Generated from the method registry: every method respects its budget; the core methods change what
+they are defined to change."""
+import pytest
+
+from sweeper import config
+from sweeper import methods as _methods
+from sweeper.registry import methods
+from tests.helpers import mean_loss, run_method, states_equal
+
+BUDGETS = (0.01, 0.02, 0.03)
+MAX_STEP_SLACK = 2 * 3 * 64  # a checkpoint is met at most one step (a batch of pairs) short
+
+
+@pytest.mark.parametrize("name", config.searchable_methods())
+def test_every_method_stays_within_budget(tiny_base, name):
+    model, budget, seen = run_method(tiny_base, name, BUDGETS)
+    limits = dict(zip(BUDGETS, budget.limits))
+    assert [f for f, _, _ in seen] + budget.over_budget == sorted(budget.over_budget) + [f for f, _, _ in seen]
+    assert sorted([f for f, _, _ in seen] + budget.over_budget) == list(BUDGETS)
+    if _methods.kind(methods.get(name)) == "anytime":
+        assert not budget.over_budget
+        for fraction, units, _ in seen:
+            assert limits[fraction] - MAX_STEP_SLACK <= units <= limits[fraction]
+    else:  # fixed cost: reported only at checkpoints at or above what it spent
+        for fraction, units, _ in seen:
+            assert units <= limits[fraction]
+    assert budget.spent <= budget.total
+
+
+def test_ga_raises_forget_loss(tiny_base):
+    before = mean_loss(tiny_base.model("poisoned"), tiny_base.poisoning.forget_set)
+    model, _, _ = run_method(tiny_base, "ga", (0.02,), lr=1.0e-2)
+    assert mean_loss(model, tiny_base.poisoning.forget_set) > before + 0.05
+
+
+def test_gd_lowers_retain_loss(tiny_base):
+    before = mean_loss(tiny_base.model("poisoned"), tiny_base.poisoning.retain)
+    model, _, _ = run_method(tiny_base, "gd", (0.05,), lr=1.0e-2)
+    assert mean_loss(model, tiny_base.poisoning.retain) < before
+
+
+def test_ngd_with_zero_noise_is_gd_bit_for_bit(tiny_base):
+    gd, _, _ = run_method(tiny_base, "gd", (0.02,), lr=1.0e-2)
+    ngd, _, _ = run_method(tiny_base, "ngd", (0.02,), lr=1.0e-2, sigma=0.0)
+    noisy, _, _ = run_method(tiny_base, "ngd", (0.02,), lr=1.0e-2, sigma=1.0e-3)
+    assert states_equal(gd.state_dict(), ngd.state_dict())
+    assert not states_equal(gd.state_dict(), noisy.state_dict())  # the noise is really applied
+
+
+def test_neggrad_plus_ascends_on_forget_when_its_weight_dominates(tiny_base):
+    before = mean_loss(tiny_base.model("poisoned"), tiny_base.poisoning.forget_set)
+    model, _, _ = run_method(tiny_base, "neggrad_plus", (0.02,), lr=1.0e-2, beta=0.2)
+    assert mean_loss(model, tiny_base.poisoning.forget_set) > before
+
+
+@pytest.mark.parametrize("name", ["gd"])
+def test_anytime_checkpoint_equals_a_shorter_trial(tiny_base, name):
+    _, _, long = run_method(tiny_base, name, (0.02, 0.04, 0.06, 0.08, 0.10))
+    _, _, short = run_method(tiny_base, name, (0.04,))
+    (f_long, u_long, s_long), (f_short, u_short, s_short) = long[1], short[0]
+    assert f_long == f_short == 0.04 and u_long == u_short
+    assert states_equal(s_long, s_short)  # buffers (BatchNorm statistics) included
+    assert not states_equal(long[-1][2], s_short)  # and training went on after it
+
+
+def test_references_cost_what_they_are():
+    assert methods.get("none").COST == 0.0 and methods.get("retrain").COST == 1.0
