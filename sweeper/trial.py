@@ -97,7 +97,8 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
 
     model = base.model("poisoned", device)
     p = evaluate.poisoning
-    data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed)
+    data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed,
+                                base.path / "shared")
     budget = Budget(retrain_units, cfg.budgets, lambda f, u: emit(row(model, f, u, budget.seconds)), device)
     method.unlearn(model, data, budget, **cfg.hparams)
     if _methods.kind(method) == "fixed":

@@ -1,8 +1,11 @@
 """Plain helpers that methods call (no method inherits from another)."""
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -24,6 +27,24 @@ class UnlearnData:
     num_classes: int
     recipe: Recipe
     seed: int
+    cache_dir: Path | None = None  # per (scenario, seed): where hyperparameter-free results are shared
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A hyperparameter-free result (SSD's importances, SalUn's saliency) computed once per
+        (scenario, seed) and reused by every trial. The caller still charges its full cost to every
+        trial (DESIGN §3): caching saves wall time, not units."""
+        if self.cache_dir is None:
+            return compute()
+        path = Path(self.cache_dir) / f"{key}.pt"
+        if path.exists():
+            return torch.load(path, weights_only=False)
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        torch.save(value, tmp)
+        os.replace(tmp, path)  # atomic: concurrent trials never read half a file
+        return value
 
     def gen(self, stream: int) -> torch.Generator:
         return generator(self.seed, 100 + stream)
