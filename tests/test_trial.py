@@ -1,0 +1,69 @@
+"""The trial function: base models trained once and shared, metrics at every checkpoint, references."""
+import math
+
+import pytest
+
+from sweeper import scenario as scenario_module
+from sweeper.trial import run_trial
+
+METRICS = ["acc/val", "acc/test", "gus/mean", "gus/z", "gus/n_valid", "gus/tpr_at_1fpr", "mia/auc",
+           "mia/tpr_at_1fpr", "attack/effect", "removal", "objective", "cost/units", "cost/fraction",
+           "cost/seconds", "budget"]
+TIMERS = {"cost/seconds", "trial/seconds"}
+
+
+def config(scenario, base_dir, method, **kw):
+    return {"scenario": scenario.as_dict(), "method": method, "base_dir": base_dir, **kw}
+
+
+def test_several_trials_share_one_training(tmp_path, tiny_scenario, monkeypatch):
+    calls = []
+    real = scenario_module.train_from_scratch
+    monkeypatch.setattr(scenario_module, "train_from_scratch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    base_dir = str(tmp_path)
+    for method in ["gd", "ga", "none", "retrain", "gd"]:
+        run_trial(config(tiny_scenario, base_dir, method, budgets=[0.02]))
+    assert len(calls) == 2  # θ_poisoned and θ_retrain, once, for five trials
+    assert [p.name for p in tmp_path.iterdir()] == [tiny_scenario.key(0)]
+
+
+def test_trial_reports_every_metric_at_every_checkpoint(tiny_scenario, base_dir):
+    seen = []
+    rows = run_trial(config(tiny_scenario, base_dir, "gd", budgets=[0.02, 0.04, 0.06]), seen.append)
+    assert rows == seen and [r["budget"] for r in rows] == [0.02, 0.04, 0.06]
+    for r in rows:
+        assert set(METRICS) <= set(r)
+        assert r["cost/fraction"] <= r["budget"] and r["cost/units"] > 0
+    assert rows[0]["cost/units"] < rows[1]["cost/units"] < rows[2]["cost/units"]
+
+
+def test_same_configuration_and_seed_reproduce_bit_for_bit(tiny_scenario, base_dir):
+    cfg = config(tiny_scenario, base_dir, "ngd", budgets=[0.02, 0.04], hparams={"lr": 0.02, "sigma": 1.0e-3})
+    a, b = run_trial(cfg), run_trial(cfg)
+    assert [{k: v for k, v in r.items() if k not in TIMERS} for r in a] == \
+           [{k: v for k, v in r.items() if k not in TIMERS} for r in b]
+
+
+def test_references_are_evaluated_once_at_their_cost(tiny_scenario, base_dir):
+    (none,) = run_trial(config(tiny_scenario, base_dir, "none"))
+    (retrain,) = run_trial(config(tiny_scenario, base_dir, "retrain"))
+    assert none["budget"] == 0.0 and none["cost/units"] == 0 and none["removal"] == 0.0
+    assert retrain["budget"] == 1.0 and retrain["cost/fraction"] == 1.0
+
+
+def test_pooling_over_seeds_pools_gus_over_all_poisons(tiny_scenario, base_dir):
+    one = [run_trial(config(tiny_scenario, base_dir, "none", seeds=[s]))[0] for s in (0, 1)]
+    (both,) = run_trial(config(tiny_scenario, base_dir, "none", seeds=[0, 1]))
+    n = one[0]["gus/n_valid"] + one[1]["gus/n_valid"]
+    assert both["gus/n_valid"] == n
+    assert both["gus/z"] == pytest.approx((one[0]["gus/sum"] + one[1]["gus/sum"]) / math.sqrt(n))
+    assert both["acc/val"] == pytest.approx((one[0]["acc/val"] + one[1]["acc/val"]) / 2)
+
+
+@pytest.mark.slow
+def test_none_shows_the_poisons_and_retrain_does_not(quickstart_scenario, base_dir):
+    """Pooled over 3 seeds of the quickstart scenario (the issue's acceptance bar)."""
+    (none,) = run_trial(config(quickstart_scenario, base_dir, "none", seeds=[0, 1, 2]))
+    (retrain,) = run_trial(config(quickstart_scenario, base_dir, "retrain", seeds=[0, 1, 2]))
+    assert none["gus/z"] < -6
+    assert abs(retrain["gus/z"]) < 3
