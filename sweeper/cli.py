@@ -53,6 +53,28 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .sweep import run_sweep
+
+    run_sweep(args.experiment, workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
+              address=args.address, profile=args.profile, name=args.name, progress=_say)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import table
+    from .sweep import rebuild_report
+
+    result = rebuild_report(args.workdir, args.sweep, args.tracking_uri)
+    print(table(result.summary))
+    print(f"report of sweep {result.name}: {result.report_dir}")
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sweeper", description=(
         "Sweep machine-unlearning methods against data poisoning: the best poison removal each method "
@@ -65,6 +87,24 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("experiment", help="path to an experiment YAML, or the name of a bundled one")
     v.add_argument("--profile", help="apply one of the file's profiles (quick, tiny, full, ...)")
     v.set_defaults(fn=cmd_validate)
+    r = sub.add_parser("run", help="run a sweep: tune every method, log to MLflow, write the report",
+                       description="Run a sweep. With no experiment, the bundled quickstart: every registered "
+                       "image method against Gaussian poisoning on scikit-learn's digits, on an embedded Ray.")
+    r.add_argument("experiment", nargs="?", help="experiment YAML or bundled name (default: quickstart)")
+    r.add_argument("--workdir", default="sweeper-work", help="base models, Ray results, MLflow database and "
+                   "report/ go here (default: ./sweeper-work)")
+    r.add_argument("--trials", type=int, help="Optuna trials per (attack, method), overriding the file")
+    r.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    r.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of starting one")
+    r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
+    r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "
+                   "numbered if taken)")
+    r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("report", help="rebuild a sweep's report from MLflow alone")
+    rp.add_argument("--workdir", default="sweeper-work", help="the sweep's work directory")
+    rp.add_argument("--sweep", help="sweep name (default: the newest in the tracking store)")
+    rp.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    rp.set_defaults(fn=cmd_report)
     return p
 
 

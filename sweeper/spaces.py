@@ -106,4 +106,5 @@ def load(method: str, module: ModuleType, hyperparameters: dict[str, object]) ->
 
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
     """TPE (Optuna 5: multivariate, constant liar), seeded so a sweep's proposals are reproducible."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     return optuna.samplers.TPESampler(seed=seed)

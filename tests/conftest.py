@@ -46,3 +46,14 @@ def quickstart_scenario():
 @pytest.fixture(scope="session")
 def quickstart_base(base_dir, quickstart_scenario):
     return base_models(quickstart_scenario, 0, base_dir)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole test session (starting one costs seconds)."""
+    from sweeper import tuning
+
+    started = tuning.start(num_cpus=2)
+    yield
+    if started:
+        tuning.stop()

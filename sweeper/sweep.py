@@ -1,0 +1,244 @@
+"""A sweep end to end: validate everything first, then base models, references, one tuned study per
+(attack, method), MLflow logging from the driver, and the report. Ray and MLflow are reached only
+through `tuning` and `tracking`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import config, report
+from .config import Experiment
+from .errors import SweeperError
+from .metrics import DIVERGED
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SweepResult:
+    name: str
+    workdir: Path
+    tracking_uri: str
+    summary: pd.DataFrame
+    report_dir: Path
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> Path:
+    path = Path(workdir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".sweeper-write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise SweeperError(f"work directory {path} is not writable ({e.strerror or e})") from None
+    return path
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("sweeper", "torch", "ray", "mlflow", "optuna"):
+        try:
+            out[f"version.{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def scenario_hash(exp: Experiment) -> str:
+    payload = json.dumps({"scenario": exp.scenario.as_dict(), "seeds": list(exp.seeds)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Listener:
+    """Receives trial events from the Tune callback (in the driver) and writes them to MLflow."""
+
+    def __init__(self, tracker, parent_id: str, attack: str, method: str, tags: dict, trials: int,
+                 progress: Progress):
+        self.tracker, self.parent_id, self.attack, self.method = tracker, parent_id, attack, method
+        self.tags, self.trials, self.progress = tags, trials, progress
+        self.runs: dict[str, str] = {}
+        self.hparams: dict[str, dict] = {}
+        self.rows: dict[str, list[dict]] = {}
+        self.status: dict[str, str] = {}
+        self.finished = 0
+        self.started_at: dict[str, float] = {}
+
+    def trial_started(self, trial_id: str, hparams: dict) -> None:
+        if trial_id in self.runs:  # a retried or restored trial reopens its run, never a second one
+            return
+        self.hparams[trial_id], self.rows[trial_id] = hparams, []
+        self.started_at[trial_id] = time.perf_counter()
+        self.runs[trial_id] = self.tracker.start_child(
+            self.parent_id, f"{self.method}-{trial_id}", hparams,
+            {**self.tags, "method": self.method, "attack": self.attack, "trial_id": trial_id})
+
+    def trial_result(self, trial_id: str, metrics: dict) -> None:
+        self.rows[trial_id].append(metrics)
+        self.tracker.log_checkpoint(self.runs[trial_id], metrics)
+
+    def trial_finished(self, trial_id: str, status: str, error: str | None) -> None:
+        rows = self.rows.get(trial_id, [])
+        diverged = any(r.get("objective") == DIVERGED and not r.get("over_budget") for r in rows)
+        tags = {"error": error} if error else {}
+        if diverged:
+            tags["diverged"] = "true"
+        self.tracker.end_child(self.runs[trial_id], status, rows, tags)
+        self.status[trial_id] = status
+        self.finished += 1
+        self.progress(self._line(trial_id, status, error, rows))
+
+    def _line(self, trial_id: str, status: str, error: str | None, rows: list[dict]) -> str:
+        hp = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.hparams[trial_id].items())
+        head = f"[{self.attack}/{self.method}] {self.finished}/{self.trials} {hp}"
+        secs = time.perf_counter() - self.started_at[trial_id]
+        if status == "FAILED":
+            return f"{head}: FAILED ({error}) after {secs:.1f}s"
+        if not rows:
+            return f"{head}: no checkpoint reached"
+        last = rows[-1]
+        how = "stopped early" if status == "KILLED" else "finished"
+        return (f"{head}: {how} at budget {last['budget']:g}, objective {last['objective']:.3f}, "
+                f"removal {last.get('removal', float('nan')):.3f}, acc/val {last.get('acc/val', float('nan')):.3f} "
+                f"({secs:.1f}s)")
+
+    def table(self) -> list[dict]:
+        """Every checkpoint of every trial, with the trial's final status: the parent's `trials.csv`."""
+        return [{"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
+                 "run_status": self.status.get(trial_id, "UNKNOWN"),
+                 "hparams": report.hparams_json(self.hparams[trial_id]), **r}
+                for trial_id, rows in self.rows.items() for r in rows]
+
+
+def _next_free_name(uri: str, wanted: str) -> str:
+    """Each run is a new sweep: quickstart, quickstart-2, ..."""
+    from . import tracking
+
+    taken = set(tracking.sweeps(uri))
+    if wanted not in taken:
+        return wanted
+    i = 2
+    while f"{wanted}-{i}" in taken:
+        i += 1
+    return f"{wanted}-{i}"
+
+
+def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workdir: str | os.PathLike = "sweeper-work",
+              trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
+              profile: str | None = None, name: str | None = None, progress: Progress = print) -> SweepResult:
+    """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
+    name, or None for the quickstart. Every input is checked before anything is written to MLflow."""
+    exp = experiment if isinstance(experiment, Experiment) else config.load(experiment, profile)
+    if trials is not None:
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise SweeperError(f"--trials must be a positive integer, got {trials!r}")
+        exp = replace(exp, trials=trials)
+    wd = prepare_workdir(workdir)
+    from . import tracking  # the MLflow edge: imported only when a sweep really runs
+    from . import tuning    # the Ray edge
+
+    uri = tracking_uri or tracking.default_uri(wd)
+    tracking.check_server(uri)
+    started = tuning.start(address)
+    try:
+        sweep = name or _next_free_name(uri, exp.name)
+        tracker = tracking.Tracker(uri, sweep, wd)
+        return _run(exp, wd, uri, sweep, tracker, tuning, progress)
+    finally:
+        if started:
+            tuning.stop()
+
+
+def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progress: Progress) -> SweepResult:
+    base_dir = str(wd / "base")
+    t0 = time.perf_counter()
+    progress(f"sweep {sweep}: {len(exp.methods)} methods x {exp.trials} trials, budgets {list(exp.budgets)}, "
+             f"seeds {list(exp.seeds)}; tracking {uri}")
+    trained = tuning.build_bases(exp.scenario, list(exp.seeds), base_dir)
+    progress(f"base models: {trained} seed(s) trained, {len(exp.seeds) - trained} cached "
+             f"({time.perf_counter() - t0:.1f}s)")
+    tags = {**_versions(), "scenario": scenario_hash(exp), "seed": ",".join(map(str, exp.seeds)),
+            "phase": "tune", "sweep": sweep, "profile": exp.profile}
+    if rev := _git_revision():
+        tags["git_revision"] = rev
+    base = {"scenario": exp.scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
+            "budgets": list(exp.budgets), "device": exp.device}
+    parents = []
+    rows = _references(exp, base, tracker, tags, tuning, parents, progress)
+    for method in exp.methods:
+        parent = tracker.start_parent(exp.scenario.attack, method, tags, exp.as_dict())
+        parents.append(parent)
+        listener = Listener(tracker, parent, exp.scenario.attack, method, tags, exp.trials, progress)
+        try:
+            tuning.tune_method(exp, method, exp.trials, {**base, "method": method}, wd / "ray", listener)
+        except BaseException:
+            tracker.end_parent(parent, listener.table(), "FAILED")
+            raise
+        tracker.end_parent(parent, listener.table())
+        rows += listener.table()
+    folder = wd / "report"
+    summary = report.write(pd.DataFrame(rows), folder)
+    tracker.log_files(parents, folder)
+    progress(report.table(summary))
+    progress(f"report: {folder} ({time.perf_counter() - t0:.1f}s); MLflow: mlflow ui --backend-store-uri {uri}")
+    return SweepResult(sweep, wd, uri, summary, folder)
+
+
+def _references(exp, base, tracker, tags, tuning, parents, progress) -> list[dict]:
+    """`none` and `retrain`: evaluated from the cached base models, logged as runs like any method."""
+    results = tuning.run_references([{**base, "method": m} for m in ("none", "retrain")])
+    rows = []
+    for method, ref_rows in zip(("none", "retrain"), results):
+        parent = tracker.start_parent(exp.scenario.attack, method, tags, exp.as_dict())
+        parents.append(parent)
+        child = tracker.start_child(parent, method, {}, {**tags, "method": method, "attack": exp.scenario.attack,
+                                                        "trial_id": method})
+        for r in ref_rows:
+            tracker.log_checkpoint(child, r)
+        tracker.end_child(child, "FINISHED", ref_rows)
+        table = [{"attack": exp.scenario.attack, "method": method, "trial_id": method, "phase": "tune",
+                  "run_status": "FINISHED", "hparams": "{}", **r} for r in ref_rows]
+        tracker.end_parent(parent, table)
+        rows += table
+        progress(f"[{exp.scenario.attack}/{method}] gus/z {ref_rows[0].get('gus/z', float('nan')):.2f} pooled "
+                 f"over seeds, acc/val {ref_rows[0]['acc/val']:.3f}")
+    return rows
+
+
+def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, tracking_uri: str | None = None) -> SweepResult:
+    """Rebuild `report/` from MLflow alone (the latest sweep in the store unless named)."""
+    wd = Path(workdir).expanduser().resolve()
+    from . import tracking
+
+    uri = tracking_uri or tracking.default_uri(wd)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise SweeperError(f"no sweep found in {wd} (no {Path(uri[len('sqlite:///'):]).name})")
+    tracking.check_server(uri)
+    names = tracking.sweeps(uri)
+    if not names:
+        raise SweeperError(f"no sweep found in {uri}")
+    sweep = sweep or names[0]
+    tracker = tracking.Tracker(uri, sweep, prepare_workdir(wd))
+    folder = wd / "report"
+    summary = report.write(tracker.read_rows(), folder)
+    return SweepResult(sweep, wd, uri, summary, folder)

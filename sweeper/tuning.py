@@ -1,0 +1,178 @@
+"""The Ray edge (the only module that imports Ray): start or join Ray, build base models as Ray tasks,
+and tune one method as one Tuner with one Optuna study and one ASHA scheduler.
+
+Why one Tuner per (attack, method) rather than one Tuner with a routing searcher: ASHA compares a
+trial's objective with every other trial at the same rung, so a shared scheduler would stop a weak
+method's trials because a *different* method is better, which is not the question; per-method
+schedulers inside one Tuner would need a hand-written scheduler multiplexer. Separate Tuners keep one
+study and one scheduler per method by construction, at ~2 s fixed cost each (measured in
+benchmarks/sweep_overhead.py)."""
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from . import spaces  # noqa: E402
+from .config import Experiment  # noqa: E402
+from .errors import SweeperError  # noqa: E402
+from .metrics import DIVERGED  # noqa: E402
+from .scenario import Scenario, base_models, is_cached  # noqa: E402
+from .trial import run_trial  # noqa: E402
+
+GPU_PER_TRIAL = 0.25    # several small trials share a GPU (admission control only; Ray caps no memory)
+REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floating point, unlike 3^k
+
+
+class TrialListener(Protocol):
+    def trial_started(self, trial_id: str, hparams: dict) -> None: ...
+    def trial_result(self, trial_id: str, metrics: dict) -> None: ...
+    def trial_finished(self, trial_id: str, status: str, error: str | None) -> None: ...
+
+
+# -- Ray itself ----------------------------------------------------------------------------------------
+def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Join `address` (a cluster) or start an embedded Ray; True if this call started it."""
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SweeperError(f"cannot start or join Ray{f' at {address}' if address else ''}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return True
+
+
+def stop() -> None:
+    ray.shutdown()
+
+
+@dataclass
+class Slots:
+    cpus: int
+    gpus: float
+
+    @property
+    def concurrent(self) -> int:
+        if self.gpus:
+            return max(1, min(self.cpus, int(self.gpus / GPU_PER_TRIAL)))
+        return max(1, self.cpus)
+
+    @property
+    def resources(self) -> dict:
+        return {"cpu": 1, "gpu": GPU_PER_TRIAL} if self.gpus else {"cpu": 1}
+
+
+def slots() -> Slots:
+    res = ray.cluster_resources()
+    return Slots(int(res.get("CPU", 1)), float(res.get("GPU", 0)))
+
+
+# -- base models and references, as Ray tasks (use every core) -------------------------------------------
+@ray.remote(num_cpus=1)
+def _build_base(scenario: dict, seed: int, base_dir: str) -> dict:
+    return base_models(Scenario.from_dict(scenario), seed, base_dir).manifest
+
+
+def build_bases(scenario: Scenario, seeds: list[int], base_dir: str) -> int:
+    """Train the base models of every seed not cached yet, in parallel; returns how many were trained."""
+    todo = [s for s in seeds if not is_cached(scenario, s, base_dir)]
+    ray.get([_build_base.options(**_task_resources()).remote(scenario.as_dict(), s, base_dir) for s in todo])
+    return len(todo)
+
+
+@ray.remote(num_cpus=1)
+def _run_reference(config: dict) -> list[dict]:
+    return run_trial(config)
+
+
+def run_references(configs: list[dict]) -> list[list[dict]]:
+    return ray.get([_run_reference.options(**_task_resources()).remote(c) for c in configs])
+
+
+def _task_resources() -> dict:
+    return {"num_gpus": GPU_PER_TRIAL} if slots().gpus else {}
+
+
+# -- one method, one Tuner -------------------------------------------------------------------------------
+def _trainable(hparams: dict, base: dict) -> None:
+    rows = run_trial({**base, "hparams": hparams}, on_checkpoint=tune.report)
+    if not rows:  # a fixed-cost method over every checkpoint: tell the searcher it achieved nothing
+        tune.report({"budget": base["budgets"][-1], "objective": DIVERGED, "over_budget": 1.0})
+
+
+class _Forward(tune.Callback):
+    """Driver-side Tune callback -> the listener (which writes MLflow and prints progress)."""
+
+    def __init__(self, listener: TrialListener, max_budget: float):
+        self.listener, self.max_budget = listener, max_budget
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.listener.trial_started(trial.trial_id, dict(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        keep = {k: v for k, v in result.items() if "/" in k or k in ("budget", "removal", "objective", "over_budget")}
+        self.listener.trial_result(trial.trial_id, keep)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = (trial.last_result or {}).get("budget", 0.0)
+        stopped_early = last < self.max_budget - 1e-12
+        self.listener.trial_finished(trial.trial_id, "KILLED" if stopped_early else "FINISHED", None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.listener.trial_finished(trial.trial_id, "FAILED", _error_text(trial))
+
+
+def _error_text(trial) -> str:
+    """The exception line of the trial's traceback (Tune writes it locally before calling us)."""
+    local = trial.error_file
+    text = Path(local).read_text() if local and Path(local).exists() else (trial.get_error() or "unknown error")
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def study_seed(sweep_seed: int, attack: str, method: str) -> int:
+    return (sweep_seed * 1_000_003 + zlib.crc32(f"{attack}/{method}".encode())) % (2**31)
+
+
+def tune_method(exp: Experiment, method: str, trials: int, base: dict, storage: Path,
+                listener: TrialListener, sweep_seed: int = 0) -> None:
+    """Optuna proposes (signature defaults first, then the space's listed points), ASHA stops weak
+    trials at checkpoints (time_attr = nominal budget), every trial reports the whole curve."""
+    space = exp.search_space(method)
+    from . import methods as _methods
+    from .registry import methods
+
+    defaults = _methods.hyperparameters(methods.get(method))
+    searcher = OptunaSearch(space=space.params, metric="objective", mode="max",
+                            points_to_evaluate=[defaults, *space.points],
+                            sampler=spaces.sampler(study_seed(sweep_seed, exp.scenario.attack, method)))
+    scheduler = ASHAScheduler(time_attr="budget", metric="objective", mode="max",
+                              grace_period=exp.budgets[0], max_t=exp.budgets[-1],
+                              reduction_factor=REDUCTION_FACTOR)
+    s = slots()
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(_trainable, base=base), s.resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
+                                    max_concurrent_trials=s.concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"{exp.scenario.attack}-{method}", storage_path=str(storage),
+                                  callbacks=[_Forward(listener, exp.budgets[-1])], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()

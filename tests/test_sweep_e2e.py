@@ -1,0 +1,101 @@
+"""End to end through real Ray Tune, real Optuna and a real MLflow SQLite file, read back with
+mlflow.search_runs."""
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from sweeper import sweep
+from sweeper.metrics import DIVERGED
+
+EXPERIMENT = {
+    "name": "e2e", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
+    "attack": {"name": "gaussian", "fraction": 0.2, "eps": 1.0}, "recipe": {"epochs": 8},
+    "methods": ["gd", "ga"], "budgets": [0.02, 0.04], "trials": 3, "seeds": [0],
+    "spaces": {
+        # A range a user got wrong: lr = -1 makes torch's SGD raise, so that trial must be FAILED.
+        "gd": {"params": {"lr": {"low": -1.0, "high": 0.1}}, "points": [{"lr": -1.0}]},
+        # lr = 1e4 of gradient ascent overflows to NaN: the trial must get the penalised objective.
+        "ga": {"params": {"lr": {"low": 1.0e-5, "high": 1.0e+4, "log": True}}, "points": [{"lr": 1.0e+4}]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, ray_session):
+    wd = tmp_path_factory.mktemp("sweep")
+    path = wd / "e2e.yaml"
+    path.write_text(yaml.safe_dump(EXPERIMENT))
+    lines = []
+    result = sweep.run_sweep(path, workdir=wd / "work", progress=lines.append)
+    mlflow.set_tracking_uri(result.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[result.name])
+    return result, runs, lines
+
+
+def _tune_trial_ids(workdir: Path, method: str) -> set[str]:
+    """Ray's own record of the trials it ran (its per-trial folders), independent of our callback."""
+    return {p.name.split("_")[2] for p in (workdir / "ray" / f"gaussian-{method}").glob("_trainable_*")}
+
+
+def test_every_tune_trial_has_exactly_one_child_run(swept):
+    result, runs, _ = swept
+    trials = runs[runs["tags.level"] == "trial"]
+    for method in ("gd", "ga"):
+        ray_ids = _tune_trial_ids(result.workdir, method)
+        mine = trials[trials["tags.method"] == method]["tags.trial_id"]
+        assert len(ray_ids) == 3 and sorted(mine) == sorted(ray_ids)
+    parents = runs[runs["tags.level"] == "parent"]
+    assert sorted(parents["tags.method"]) == ["ga", "gd", "none", "retrain"]
+    for _, child in trials.iterrows():
+        assert child["tags.mlflow.parentRunId"] in set(parents["run_id"])
+        assert child["tags.phase"] == "tune" and child["tags.seed"] == "0" and child["tags.scenario"]
+
+
+def test_a_trial_that_raises_is_failed_with_its_error(swept):
+    _, runs, lines = swept
+    gd = runs[(runs["tags.method"] == "gd") & (runs["tags.level"] == "trial")]
+    failed = gd[gd["params.lr"] == "-1.0"]
+    assert list(failed["status"]) == ["FAILED"]
+    assert "Invalid learning rate" in failed.iloc[0]["tags.error"]
+    assert any("FAILED (ValueError: Invalid learning rate" in ln for ln in lines)
+
+
+def test_a_diverged_trial_gets_the_penalised_objective_and_does_not_win(swept):
+    result, runs, _ = swept
+    ga = runs[(runs["tags.method"] == "ga") & (runs["tags.level"] == "trial")]
+    diverged = ga[ga["params.lr"] == "10000.0"].iloc[0]
+    assert diverged["metrics.objective"] == DIVERGED and diverged["tags.diverged"] == "true"
+    summary = result.summary
+    ga_rows = summary[summary.method == "ga"]
+    assert (ga_rows.objective > DIVERGED).all() and not (ga_rows.trial_id == diverged["tags.trial_id"]).any()
+
+
+def test_metrics_are_stepped_by_checkpoint(swept):
+    result, runs, _ = swept
+    run = runs[(runs["tags.method"] == "ga") & (runs["status"] == "FINISHED")].iloc[0]
+    history = mlflow.MlflowClient(result.tracking_uri).get_metric_history(run["run_id"], "removal")
+    assert [m.step for m in history] == [20, 40]  # budget in per-mille of retraining cost
+
+
+def test_report_has_every_budget_and_references_and_rebuilds_from_mlflow(swept):
+    result, _, _ = swept
+    s = pd.read_csv(result.report_dir / "summary.csv")
+    for column in ["attack", "method", "budget", "removal", "acc_val", "acc_test", "gus_z", "cost_units",
+                   "n_trials", "status"]:
+        assert column in s.columns
+    assert set(s[s.method == "ga"].budget) == {0.02, 0.04}
+    assert set(s.method) == {"none", "retrain", "gd", "ga"}
+    assert (result.report_dir / "removal_vs_budget.png").stat().st_size > 1000
+    (result.report_dir / "summary.csv").unlink()
+    rebuilt = sweep.rebuild_report(result.workdir)
+    pd.testing.assert_frame_equal(rebuilt.summary.reset_index(drop=True), s, check_dtype=False)
+
+
+def test_report_files_are_logged_to_the_parent_runs(swept):
+    result, runs, _ = swept
+    parent = runs[(runs["tags.level"] == "parent") & (runs["tags.method"] == "gd")].iloc[0]
+    names = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(parent["run_id"], "report")}
+    assert {"report/summary.csv", "report/removal_vs_budget.png"} <= names
