@@ -34,6 +34,8 @@ class SweepResult:
 
 def prepare_workdir(workdir: str | os.PathLike) -> Path:
     path = Path(workdir).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SweeperError(f"work directory {path} is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".sweeper-write-probe"
@@ -153,13 +155,19 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise SweeperError(f"--trials must be a positive integer, got {trials!r}")
         exp = replace(exp, trials=trials)
+    existed = Path(workdir).expanduser().exists()
     wd = prepare_workdir(workdir)
     from . import tracking  # the MLflow edge: imported only when a sweep really runs
     from . import tuning    # the Ray edge
 
     uri = tracking_uri or tracking.default_uri(wd)
-    tracking.check_server(uri)
-    started = tuning.start(address)
+    try:
+        tracking.check_server(uri)
+        started = tuning.start(address)
+    except SweeperError:
+        if not existed and not any(wd.iterdir()):
+            wd.rmdir()  # bad input leaves nothing behind, not even an empty work directory
+        raise
     try:
         sweep = name or _next_free_name(uri, exp.name)
         tracker = tracking.Tracker(uri, sweep, wd)

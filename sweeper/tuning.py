@@ -10,6 +10,7 @@ benchmarks/sweep_overhead.py)."""
 from __future__ import annotations
 
 import os
+import socket
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,30 @@ class TrialListener(Protocol):
 
 
 # -- Ray itself ----------------------------------------------------------------------------------------
+ADDRESS_TIMEOUT_S = 5
+
+
+def check_address(address: str) -> None:
+    """Ray retries an unreachable cluster for minutes; a plain TCP connect fails in seconds."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweeperError(f"Ray address {address!r} is not auto or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as e:
+        raise SweeperError(f"no Ray cluster answers at {address} within {ADDRESS_TIMEOUT_S} s "
+                           f"({e.strerror or e})") from None
+
+
 def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Join `address` (a cluster) or start an embedded Ray; True if this call started it."""
     if ray.is_initialized():
         return False
+    if address:
+        check_address(address)
     try:
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)

@@ -1,6 +1,8 @@
 """Plain helpers that methods call (no method inherits from another)."""
 from __future__ import annotations
 
+import copy
+import operator
 import os
 import tempfile
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..budget import Budget
 from ..data import IndexStream, Split, generator
@@ -78,3 +81,155 @@ def step_loop(model: nn.Module, budget: Budget, opt: torch.optim.Optimizer, n: i
         budget.charge(per_item * k)
     model.eval()
     return model
+
+
+# -- helpers added with EU-k, CF-k, SCRUB, SSD, SalUn, RL, l1-sparse, Fisher forgetting, bad teacher -------
+
+TEACHER_FORWARD = FORWARD  # units per example of a frozen teacher's forward pass (SCRUB, bad teacher)
+
+
+def train_steps(budget: Budget, want: int, per_item: int, step: Callable[[int], None],
+                train: Callable[[], Any]) -> None:
+    """Call `step(k)` (one optimiser step on k items) while the budget has room for `want` items.
+
+    `train()` sets train mode before every step, not once: a checkpoint's evaluation, which runs inside
+    `budget.room`, leaves the model in eval mode, and steps after it must not depend on that."""
+    while k := budget.room(want, per_item):
+        train()
+        step(k)
+        budget.charge(per_item * k)
+
+
+def one_pass(budget: Budget, n: int, batch_size: int, per_item: int, step: Callable[[int], None],
+             train: Callable[[], Any] | None = None) -> bool:
+    """One pass over `n` items in batches of `batch_size` (the last one smaller), each charged before
+    the next; False when the budget ran out first. The steps depend on units spent only."""
+    left = n
+    while left:
+        k = min(batch_size, left)
+        if not budget.room(k, per_item):
+            return False
+        if train is not None:
+            train()
+        step(k)
+        budget.charge(per_item * k)
+        left -= k
+    return True
+
+
+def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def charge_fixed(budget: Budget, units: int) -> bool:
+    """Charge a fixed-cost method's whole cost before it runs; checkpoints below it are marked over
+    budget (and the trial's `budget.finish()` reports the rest).
+
+    Returns False when the cost exceeds the trial's last checkpoint: no checkpoint could report the
+    result, so the method must not compute it. Every checkpoint is then marked over budget and nothing
+    is spent, since nothing ran. (`Budget` has no call for that case, hence the restored `spent`.)"""
+    if units <= budget.total:
+        budget.charge_fixed(units)
+        return True
+    spent = budget.spent
+    budget.charge_fixed(units)  # marks every remaining checkpoint over budget...
+    budget.spent = spent        # ...but the method does not run, so nothing is spent
+    return False
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A teacher: a deep copy in eval mode (its BatchNorm statistics never move), without gradients."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def reinitialise(module: nn.Module, gen: torch.Generator) -> None:
+    """A fresh default initialisation (`reset_parameters()` on every submodule that has it, BatchNorm
+    running statistics included), drawn from `gen`.
+
+    The draw happens on a CPU copy, so it is the same on every device, and inside `fork_rng`, so the
+    global RNG is untouched (only the CPU generator is seeded: `torch.manual_seed` would reseed CUDA)."""
+    seed = int(torch.randint(2**62, (), generator=gen))
+    fresh = copy.deepcopy(module).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        for m in fresh.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    module.load_state_dict(fresh.state_dict())  # copies into the module's own tensors and device
+
+
+def other_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:
+    """Each label replaced by a class drawn uniformly from the *other* num_classes − 1 classes."""
+    shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
+    return (y + shift) % num_classes
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the softmaxes at temperature T, summed over classes, averaged over the
+    batch and scaled by T² (the usual distillation form; SCRUB's `DistillKL`)."""
+    log_s = F.log_softmax(student_logits / T, dim=1)
+    p_t = F.softmax(teacher_logits / T, dim=1)
+    return F.kl_div(log_s, p_t, reduction="batchmean") * T**2
+
+
+def cache_key(name: str, *parts: object) -> str:
+    """A `UnlearnData.shared` key; include everything besides (scenario, seed) the result depends on
+    (batch size, device type: a GPU computes slightly different numbers from a CPU)."""
+    return "-".join([name, *(str(p) for p in parts)])
+
+
+def to_device(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def to_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in tensors.items()}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def last_blocks(model: nn.Module, k: int) -> nn.ModuleList:
+    """`model.blocks[-k:]` (BlockModel): what "the last k blocks" means for EU-k and CF-k."""
+    n = len(model.blocks)
+    try:
+        ok = not isinstance(k, bool) and 1 <= operator.index(k) <= n  # ints, numpy ints from a sampler
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"k must be an integer in 1..{n} (this model has {n} blocks), got {k!r}")
+    return model.blocks[-operator.index(k):]
+
+
+def finetune_blocks(model: nn.Module, data: UnlearnData, budget: Budget, blocks: nn.Module,
+                    lr: float) -> nn.Module:
+    """SGD on retain that updates only `blocks`; every other block is frozen and kept in eval mode, so
+    its BatchNorm statistics do not move either (EU-k, CF-k)."""
+    r = data.retain
+    trainable = {id(p) for p in blocks.parameters()}
+    was = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in was:
+        p.requires_grad_(id(p) in trainable)
+    opt = optimizer(model, data, lr, blocks.parameters())
+    stream = IndexStream(len(r), data.gen(0))
+
+    def train() -> None:
+        model.eval()
+        blocks.train()
+
+    def step(k: int) -> None:
+        idx = stream.take(k)
+        sgd_step(opt, F.cross_entropy(model(r.x[idx]), r.y[idx]))
+
+    try:
+        train_steps(budget, data.batch_size, TRAIN_STEP, step, train)
+    finally:
+        for p, flag in was:
+            p.requires_grad_(flag)
+    return model.eval()
