@@ -1,0 +1,16 @@
+"""sweeper: does machine unlearning remove data poisoning, and at what fraction of retraining's cost?
+
+    import sweeper
+    result = sweeper.run_sweep("quickstart", workdir="sweeper-work")
+    result.summary  # best removal per (attack, method, budget)
+"""
+from .config import Experiment
+from .config import load as load_experiment
+from .errors import SweeperError
+from .registry import attacks, datasets, methods, models
+from .sweep import SweepResult, rebuild_report, run_sweep
+from .trial import run_trial
+
+__version__ = "0.1.0"
+__all__ = ["run_sweep", "rebuild_report", "run_trial", "load_experiment", "Experiment", "SweepResult",
+           "SweeperError", "methods", "attacks", "datasets", "models", "__version__"]

@@ -5,7 +5,7 @@ import pytest
 from sweeper import config
 from sweeper import methods as _methods
 from sweeper.registry import methods
-from tests.helpers import mean_loss, run_method, states_equal
+from helpers import mean_loss, run_method, states_equal
 
 BUDGETS = (0.01, 0.02, 0.03)
 MAX_STEP_SLACK = 2 * 3 * 64  # a checkpoint is met at most one step (a batch of pairs) short

@@ -1,0 +1,63 @@
+"""A sweep logging to a real `mlflow server` on 127.0.0.1 (what a cluster uses instead of SQLite)."""
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from sweeper import sweep
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    proc = subprocess.Popen([exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 90 s")
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "served", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
+        "attack": {"name": "gaussian"}, "recipe": {"epochs": 8}, "methods": ["gd"],
+        "budgets": [0.02, 0.04], "trials": 2, "seeds": [0]}))
+    result = sweep.run_sweep(path, workdir=tmp_path / "wd", tracking_uri=server, progress=lambda _: None)
+    mlflow.set_tracking_uri(server)
+    runs = mlflow.search_runs(experiment_names=["served"])
+    trials = runs[runs["tags.level"] == "trial"]
+    assert sorted(trials["tags.method"]) == ["gd", "gd", "none", "retrain"]
+    assert not (tmp_path / "wd" / "mlflow.db").exists()  # nothing went to a local store
+    assert (tmp_path / "server-artifacts").exists()      # artifacts went through the server
+    rebuilt = sweep.rebuild_report(tmp_path / "wd", tracking_uri=server)
+    assert set(rebuilt.summary.method) == {"none", "retrain", "gd"} and len(result.summary) == 4
