@@ -7,10 +7,10 @@
 from .config import Experiment
 from .config import load as load_experiment
 from .errors import SweeperError
-from .registry import attacks, datasets, methods, models
+from . import registry  # registry.methods / .attacks / .datasets / .models (names clash with subpackages)
 from .sweep import SweepResult, rebuild_report, run_sweep
 from .trial import run_trial
 
 __version__ = "0.1.0"
 __all__ = ["run_sweep", "rebuild_report", "run_trial", "load_experiment", "Experiment", "SweepResult",
-           "SweeperError", "methods", "attacks", "datasets", "models", "__version__"]
+           "SweeperError", "registry", "__version__"]
