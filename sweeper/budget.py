@@ -69,13 +69,22 @@ class Budget:
         if self.spent == self.limits[self._next]:
             self._fire()
 
-    def charge_fixed(self, units: int) -> None:
-        """A fixed-cost step (SSD, Fisher forgetting, shared importances): checkpoints it overshoots
-        are marked over budget instead of being met."""
-        self.spent += int(units)
+    def charge_fixed(self, units: int) -> bool:
+        """A fixed-cost step (SSD, Fisher forgetting): checkpoints it overshoots are marked over
+        budget instead of being met, and the trial reports the result at the remaining ones.
+
+        Returns False, spending nothing, when the cost exceeds the last checkpoint: no checkpoint
+        could report the result, so the method must not compute it (every checkpoint is over budget)."""
+        units = int(units)
+        if self.active and self.spent + units > self.total:
+            self.over_budget += self.fractions[self._next:]
+            self._next = len(self.limits)
+            return False
+        self.spent += units
         while self.active and self.limits[self._next] < self.spent:
             self.over_budget.append(self.fractions[self._next])
             self._next += 1
+        return True
 
     def finish(self) -> None:
         """A fixed-cost method is done: it is reported at every remaining checkpoint."""

@@ -15,9 +15,9 @@ def unlearn_data(base, seed=None):
                                 base.seed if seed is None else seed)
 
 
-def run_method(base, name, budgets=(0.02,), on_checkpoint=None, **hparams):
-    """θ_poisoned after `name` under `budgets`; returns (model, budget, [(fraction, units, state)])."""
-    model = base.model("poisoned")
+def run_method(base, name, budgets=(0.02,), on_checkpoint=None, model=None, **hparams):
+    """θ_poisoned (or `model`) after `name` under `budgets`; returns (model, budget, [(fraction, units, state)])."""
+    model = model if model is not None else base.model("poisoned")
     seen = []
 
     def record(fraction, units):

@@ -42,3 +42,10 @@ def test_fixed_cost_marks_smaller_checkpoints_over_budget():
 def test_checkpoints_must_be_fractions(bad):
     with pytest.raises(ValueError):
         Budget(100, bad, lambda f, u: None)
+
+
+def test_a_fixed_cost_above_the_last_checkpoint_runs_nothing():
+    b, fired = make((0.1, 0.2))
+    assert b.charge_fixed(500) is False
+    b.finish()
+    assert b.over_budget == [0.1, 0.2] and fired == [] and b.spent == 0

@@ -53,9 +53,18 @@ def test_neggrad_plus_ascends_on_forget_when_its_weight_dominates(tiny_base):
     assert mean_loss(model, tiny_base.poisoning.forget_set) > before
 
 
-@pytest.mark.parametrize("name", ["gd"])
+@pytest.mark.parametrize("name", ["gd", "ngd", "ga", "neggrad_plus"])
 def test_anytime_checkpoint_equals_a_shorter_trial(tiny_base, name):
-    _, _, long = run_method(tiny_base, name, (0.02, 0.04, 0.06, 0.08, 0.10))
+    """Checkpoints evaluate the model (eval mode) as a trial does; the steps after must not care."""
+    long_model = []
+
+    def evaluate(fraction, units):
+        mean_loss(long_model[0], tiny_base.poisoning.retain)  # switches to eval mode, as a trial does
+
+    model = tiny_base.model("poisoned")
+    long_model.append(model)
+    _, _, long = run_method(tiny_base, name, (0.02, 0.04, 0.06, 0.08, 0.10), on_checkpoint=evaluate,
+                            model=model)
     _, _, short = run_method(tiny_base, name, (0.04,))
     (f_long, u_long, s_long), (f_short, u_short, s_short) = long[1], short[0]
     assert f_long == f_short == 0.04 and u_long == u_short

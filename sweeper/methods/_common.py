@@ -65,22 +65,19 @@ def optimizer(model: nn.Module, data: UnlearnData, lr: float, params=None) -> to
 def step_loop(model: nn.Module, budget: Budget, opt: torch.optim.Optimizer, n: int, gen: torch.Generator,
               batch_size: int, per_item: int, loss_fn: Callable[[torch.Tensor], torch.Tensor],
               after_step: Callable[[], None] | None = None) -> nn.Module:
-    """SGD steps on batches of indices into a set of size `n` until the budget has no room.
+    """SGD steps on batches of `batch_size` indices into a set of size `n` until the budget has no room.
 
     `per_item` is the units one item of a step costs (3 for one example forward + backward, 6 for a
-    pair of examples). The last batch before each checkpoint is trimmed to fit exactly."""
+    pair of examples)."""
     stream = IndexStream(n, gen)
-    model.train()
-    while k := budget.room(batch_size, per_item):
-        loss = loss_fn(stream.take(k))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+
+    def step(k: int) -> None:
+        sgd_step(opt, loss_fn(stream.take(k)))
         if after_step is not None:
             after_step()
-        budget.charge(per_item * k)
-    model.eval()
-    return model
+
+    train_steps(budget, batch_size, per_item, step, model.train)
+    return model.eval()
 
 
 # -- helpers added with EU-k, CF-k, SCRUB, SSD, SalUn, RL, l1-sparse, Fisher forgetting, bad teacher -------
@@ -121,22 +118,6 @@ def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-
-
-def charge_fixed(budget: Budget, units: int) -> bool:
-    """Charge a fixed-cost method's whole cost before it runs; checkpoints below it are marked over
-    budget (and the trial's `budget.finish()` reports the rest).
-
-    Returns False when the cost exceeds the trial's last checkpoint: no checkpoint could report the
-    result, so the method must not compute it. Every checkpoint is then marked over budget and nothing
-    is spent, since nothing ran. (`Budget` has no call for that case, hence the restored `spent`.)"""
-    if units <= budget.total:
-        budget.charge_fixed(units)
-        return True
-    spent = budget.spent
-    budget.charge_fixed(units)  # marks every remaining checkpoint over budget...
-    budget.spent = spent        # ...but the method does not run, so nothing is spent
-    return False
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -15,7 +15,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from ..data import Split
-from ._common import TRAIN_STEP, cache_key, charge_fixed, device_of, to_cpu, to_device
+from ._common import TRAIN_STEP, cache_key, device_of, to_cpu, to_device
 
 PAPER = "Golatkar et al., CVPR 2020, arXiv 1911.04933"
 KIND = "fixed"
@@ -50,7 +50,7 @@ def add_noise(model, fisher, alpha, gen: torch.Generator) -> None:
 
 
 def unlearn(model, data, budget, *, alpha=1.0e-6):
-    if not charge_fixed(budget, PER_EXAMPLE_GRADIENT * len(data.retain)):
+    if not budget.charge_fixed(PER_EXAMPLE_GRADIENT * len(data.retain)):
         return model
     device = device_of(model)
     fisher = data.shared(cache_key("fisher_forget_fisher", device.type),

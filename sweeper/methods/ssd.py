@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data import Split
-from ._common import TRAIN_STEP, cache_key, charge_fixed, device_of, to_cpu, to_device
+from ._common import TRAIN_STEP, cache_key, device_of, to_cpu, to_device
 
 PAPER = "Foster et al., AAAI 2024, arXiv 2308.07707"
 KIND = "fixed"
@@ -49,7 +49,7 @@ def dampen(model, imp_all, imp_forget, alpha, lam) -> None:
 
 def unlearn(model, data, budget, *, alpha=10.0, lam=1.0):
     units = TRAIN_STEP * (len(data.retain) + 2 * len(data.forget))
-    if not charge_fixed(budget, units):
+    if not budget.charge_fixed(units):
         return model
     device = device_of(model)
 

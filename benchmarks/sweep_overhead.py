@@ -1,0 +1,71 @@
+"""Where a sweep's wall time goes: Ray start, base-model training, inside trials (unlearning vs.
+evaluation) and the rest (scheduling, Tuner set-up, MLflow, report).
+
+    python benchmarks/sweep_overhead.py [EXPERIMENT] [--profile P] [--trials N] [--workdir DIR]
+
+Times are slot-seconds (wall × concurrent trial slots), because trials and base models run in parallel
+on every core: a fraction is the share of all the machine's slot time that a part used. Base models
+are trained fresh (a new work directory) so their cost is included."""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from sweeper import config, tuning
+from sweeper.sweep import run_sweep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("experiment", nargs="?", default="quickstart")
+    ap.add_argument("--profile")
+    ap.add_argument("--trials", type=int)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sweeper-bench-"))
+    exp = config.load(args.experiment, args.profile)
+
+    t0 = time.perf_counter()
+    tuning.start()
+    ray_start = time.perf_counter() - t0
+    slots = tuning.slots().concurrent
+    t1 = time.perf_counter()
+    result = run_sweep(exp, workdir=workdir, trials=args.trials, progress=lambda _: None)
+    sweep_wall = time.perf_counter() - t1
+    tuning.stop()
+    wall = time.perf_counter() - t0
+
+    rows = pd.read_csv(result.report_dir / "trials.csv")
+    searched = rows[~rows.method.isin(["none", "retrain"])]
+    last = searched.sort_values("budget").groupby(["method", "trial_id"]).tail(1)
+    n_seeds = len(exp.seeds)
+    inside = float(last["trial/seconds"].sum())
+    unlearning = float((last["cost/seconds"] * n_seeds).sum())
+    manifests = [json.loads(p.read_text()) for p in (workdir / "base").glob("*/manifest.json")]
+    base = sum(sum(m["train_seconds"].values()) for m in manifests)
+    refs = float(rows[rows.method.isin(["none", "retrain"])]["trial/seconds"].sum())
+    total = wall * slots
+    parts = {
+        "ray start": ray_start * slots,
+        "base models (training)": base,
+        "trials: unlearning": unlearning,
+        "trials: evaluation + loading": inside - unlearning + refs,
+    }
+    parts["rest (scheduling, Tuner set-up, MLflow, report, idle slots)"] = total - sum(parts.values())
+    print(f"experiment {exp.name} (profile {exp.profile}): {len(exp.methods)} methods x "
+          f"{args.trials or exp.trials} trials, {n_seeds} seeds, {slots} slots; wall {wall:.1f}s "
+          f"(sweep {sweep_wall:.1f}s); {len(last)} trials")
+    print(f"{'part':<62}{'slot-s':>9}{'fraction':>10}")
+    for name, seconds in parts.items():
+        print(f"{name:<62}{seconds:>9.1f}{seconds / total:>10.1%}")
+    outside = parts["ray start"] + parts["rest (scheduling, Tuner set-up, MLflow, report, idle slots)"]
+    print(f"{'outside trials and base models':<62}{outside:>9.1f}{outside / total:>10.1%}")
+
+
+if __name__ == "__main__":
+    main()
