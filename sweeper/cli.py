@@ -48,7 +48,7 @@ def cmd_attacks(args) -> int:
 def cmd_validate(args) -> int:
     exp = config.load(args.experiment, args.profile)
     print(f"ok: {exp.name} (profile {exp.profile}): {exp.scenario.dataset} / {exp.scenario.model} / "
-          f"{exp.scenario.attack}; methods {', '.join(exp.methods)}; budgets {list(exp.budgets)}; "
+          f"{', '.join(sc.attack for sc in exp.scenarios)}; methods {', '.join(exp.methods)}; budgets {list(exp.budgets)}; "
           f"{exp.trials} trials per method; seeds {list(exp.seeds)}")
     return 0
 

@@ -3,7 +3,7 @@
     name: quickstart
     dataset: {name: digits}
     model: {name: small_cnn, width: 16}
-    attack: {name: gaussian, fraction: 0.2, eps: 1.0}
+    attack: {name: gaussian, fraction: 0.2, eps: 1.0}   # or a list of attacks: one sweep, all of them
     recipe: {epochs: 60, batch_size: 64, lr: 0.05}     # how θ_poisoned / θ_retrain are trained
     methods: all                                        # or a list of registered method names
     budgets: [0.02, 0.04, 0.06, 0.08, 0.10]            # fractions of C_retrain, each in (0, 1]
@@ -41,7 +41,7 @@ BASE_PROFILE = "quick"  # the file's own values, without overrides
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    scenario: Scenario
+    scenarios: tuple[Scenario, ...]  # one per attack; same data set, model and recipe
     methods: tuple[str, ...]        # searched methods (the references none / retrain always run too)
     budgets: tuple[float, ...]
     trials: int
@@ -49,6 +49,11 @@ class Experiment:
     profile: str = BASE_PROFILE
     spaces: dict = field(default_factory=dict)
     device: str = "auto"
+
+    @property
+    def scenario(self) -> Scenario:
+        """The first attack's scenario (the only one in single-attack experiments)."""
+        return self.scenarios[0]
 
     def search_space(self, method: str) -> spaces.SearchSpace:
         module = methods.get(method)
@@ -58,7 +63,7 @@ class Experiment:
         return spaces.load(method, module, hp)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "scenario": self.scenario.as_dict(), "methods": list(self.methods),
+        return {"name": self.name, "scenarios": [s.as_dict() for s in self.scenarios], "methods": list(self.methods),
                 "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
                 "profile": self.profile, "spaces": self.spaces, "device": self.device}
 
@@ -97,6 +102,20 @@ def _named(where: str, value, registry) -> tuple[str, dict]:
     params = {k: v for k, v in value.items() if k != "name"}
     registry.get(value["name"])  # unknown name: lists the known ones
     return value["name"], params
+
+
+def _attacks_list(where: str, value) -> list[tuple[str, dict]]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise SweeperError(f"{where}: attack must name at least one attack")
+    out = []
+    for i, item in enumerate(items):
+        label = f"{where}: attack" + (f"[{i}]" if isinstance(value, list) else "")
+        name, params = _named(label, item, attacks)
+        out.append((name, _check_params(label, attacks.get(name).craft, params)))
+    if len({n for n, _ in out}) != len(out):
+        raise SweeperError(f"{where}: attack lists a name twice (one sweep holds each attack once)")
+    return out
 
 
 def _recipe(where: str, value) -> Recipe:
@@ -187,12 +206,11 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     doc, profile = _resolve_profile(where, doc, profile)
     dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
     model, model_params = _named(f"{where}: model", doc["model"], models)
-    attack, attack_params = _named(f"{where}: attack", doc["attack"], attacks)
     _check_params(f"{where}: dataset", datasets.get(dataset), dataset_params)
     _check_params(f"{where}: model", models.get(model), model_params)
-    _check_params(f"{where}: attack", attacks.get(attack).craft, attack_params)
-    scenario = Scenario(dataset, model, attack, dataset_params, model_params, attack_params,
-                        _recipe(where, doc.get("recipe")))
+    recipe = _recipe(where, doc.get("recipe"))
+    scenarios = tuple(Scenario(dataset, model, attack, dataset_params, model_params, params, recipe)
+                      for attack, params in _attacks_list(where, doc["attack"]))
     name = doc.get("name", Path(where).stem)
     if not isinstance(name, str) or not name:
         raise SweeperError(f"{where}: name must be a non-empty string")
@@ -202,7 +220,7 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     device = doc.get("device", "auto")
     if not isinstance(device, str):
         raise SweeperError(f"{where}: device must be a string such as auto, cpu or cuda")
-    exp = Experiment(name, scenario, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
+    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), _seeds(where, doc["seeds"]),
                      profile, spaces_doc, device)
     for method in spaces_doc:

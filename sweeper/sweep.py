@@ -67,8 +67,8 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def scenario_hash(exp: Experiment) -> str:
-    payload = json.dumps({"scenario": exp.scenario.as_dict(), "seeds": list(exp.seeds)}, sort_keys=True)
+def scenario_hash(scenario, seeds) -> str:
+    payload = json.dumps({"scenario": scenario.as_dict(), "seeds": list(seeds)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -180,30 +180,24 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
 def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progress: Progress) -> SweepResult:
     base_dir = str(wd / "base")
     t0 = time.perf_counter()
-    progress(f"sweep {sweep}: {len(exp.methods)} methods x {exp.trials} trials, budgets {list(exp.budgets)}, "
-             f"seeds {list(exp.seeds)}; tracking {uri}")
-    trained = tuning.build_bases(exp.scenario, list(exp.seeds), base_dir)
-    progress(f"base models: {trained} seed(s) trained, {len(exp.seeds) - trained} cached "
+    attacks = [sc.attack for sc in exp.scenarios]
+    progress(f"sweep {sweep}: attacks {', '.join(attacks)}; {len(exp.methods)} methods x {exp.trials} trials, "
+             f"budgets {list(exp.budgets)}, seeds {list(exp.seeds)}; tracking {uri}")
+    trained = tuning.build_bases(list(exp.scenarios), list(exp.seeds), base_dir)
+    progress(f"base models: {trained} trained, {len(exp.scenarios) * len(exp.seeds) - trained} cached "
              f"({time.perf_counter() - t0:.1f}s)")
-    tags = {**_versions(), "scenario": scenario_hash(exp), "seed": ",".join(map(str, exp.seeds)),
-            "phase": "tune", "sweep": sweep, "profile": exp.profile}
+    common = {**_versions(), "seed": ",".join(map(str, exp.seeds)), "phase": "tune", "sweep": sweep,
+              "profile": exp.profile}
     if rev := _git_revision():
-        tags["git_revision"] = rev
-    base = {"scenario": exp.scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
-            "budgets": list(exp.budgets), "device": exp.device}
-    parents = []
-    rows = _references(exp, base, tracker, tags, tuning, parents, progress)
-    for method in exp.methods:
-        parent = tracker.start_parent(exp.scenario.attack, method, tags, exp.as_dict())
-        parents.append(parent)
-        listener = Listener(tracker, parent, exp.scenario.attack, method, tags, exp.trials, progress)
-        try:
-            tuning.tune_method(exp, method, exp.trials, {**base, "method": method}, wd / "ray", listener)
-        except BaseException:
-            tracker.end_parent(parent, listener.table(), "FAILED")
-            raise
-        tracker.end_parent(parent, listener.table())
-        rows += listener.table()
+        common["git_revision"] = rev
+    parents, rows = [], []
+    for scenario in exp.scenarios:
+        tags = {**common, "scenario": scenario_hash(scenario, exp.seeds)}
+        base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
+                "budgets": list(exp.budgets), "device": exp.device}
+        rows += _references(exp, scenario.attack, base, tracker, tags, tuning, parents, progress)
+        for method in exp.methods:
+            rows += _tune(exp, scenario.attack, method, base, wd, tracker, tags, tuning, parents, progress)
     folder = wd / "report"
     summary = report.write(pd.DataFrame(rows), folder)
     tracker.log_files(parents, folder)
@@ -212,24 +206,37 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
     return SweepResult(sweep, wd, uri, summary, folder)
 
 
-def _references(exp, base, tracker, tags, tuning, parents, progress) -> list[dict]:
+def _tune(exp, attack, method, base, wd, tracker, tags, tuning, parents, progress) -> list[dict]:
+    parent = tracker.start_parent(attack, method, tags, exp.as_dict())
+    parents.append(parent)
+    listener = Listener(tracker, parent, attack, method, tags, exp.trials, progress)
+    try:
+        tuning.tune_method(exp, attack, method, exp.trials, {**base, "method": method}, wd / "ray", listener)
+    except BaseException:
+        tracker.end_parent(parent, listener.table(), "FAILED")
+        raise
+    tracker.end_parent(parent, listener.table())
+    return listener.table()
+
+
+def _references(exp, attack, base, tracker, tags, tuning, parents, progress) -> list[dict]:
     """`none` and `retrain`: evaluated from the cached base models, logged as runs like any method."""
     results = tuning.run_references([{**base, "method": m} for m in ("none", "retrain")])
     rows = []
     for method, ref_rows in zip(("none", "retrain"), results):
-        parent = tracker.start_parent(exp.scenario.attack, method, tags, exp.as_dict())
+        parent = tracker.start_parent(attack, method, tags, exp.as_dict())
         parents.append(parent)
-        child = tracker.start_child(parent, method, {}, {**tags, "method": method, "attack": exp.scenario.attack,
+        child = tracker.start_child(parent, method, {}, {**tags, "method": method, "attack": attack,
                                                         "trial_id": method})
         for r in ref_rows:
             tracker.log_checkpoint(child, r)
         tracker.end_child(child, "FINISHED", ref_rows)
-        table = [{"attack": exp.scenario.attack, "method": method, "trial_id": method, "phase": "tune",
+        table = [{"attack": attack, "method": method, "trial_id": method, "phase": "tune",
                   "run_status": "FINISHED", "hparams": "{}", **r} for r in ref_rows]
         tracker.end_parent(parent, table)
         rows += table
-        progress(f"[{exp.scenario.attack}/{method}] gus/z {ref_rows[0].get('gus/z', float('nan')):.2f} pooled "
-                 f"over seeds, acc/val {ref_rows[0]['acc/val']:.3f}")
+        progress(f"[{attack}/{method}] effect {ref_rows[0]['attack/effect']:.3f}, gus/z "
+                 f"{ref_rows[0].get('gus/z', float('nan')):.2f} pooled over seeds, acc/val {ref_rows[0]['acc/val']:.3f}")
     return rows
 
 

@@ -14,7 +14,7 @@ import torch
 from . import methods as _methods
 from .attacks import Poisoning
 from .budget import Budget
-from .metrics import MIA_MIN_NONMEMBERS, membership_inference, objective, removal, accuracy
+from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
 from .scenario import BaseModels, Scenario, base_models
 
@@ -72,6 +72,7 @@ class SeedEvaluator:
         m.update(self.attack.effect(model, self.poisoning.context))
         m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
+        m["retrain/acc_val"] = self.acc_val_retrain  # the reference the objective's constraint uses
         m["objective"] = objective(m["removal"], m["acc/val"], self.acc_val_retrain,
                                    accuracy_constrained=self.accuracy_constrained, metrics=m)
         return m
@@ -105,16 +106,23 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
         budget.finish()
 
 
-def pool(rows: list[Metrics]) -> Metrics:
-    """Combine one checkpoint's metrics over seeds: means, except GUS z pooled over all poisons."""
+def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
+    """Combine one checkpoint's metrics over seeds: means, except GUS z pooled over all poisons, the
+    effect's standard error as that of a mean, and the objective recomputed from the pooled removal
+    and accuracies (a mean of per-seed objectives would mix penalties with removals)."""
     out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     if "gus/sum" in rows[0]:
         n = sum(r["gus/n_valid"] for r in rows)
         total = sum(r["gus/sum"] for r in rows)
         out.update({"gus/n_valid": n, "gus/sum": total, "gus/z": total / math.sqrt(n) if n else math.nan,
                     "gus/mean": total / n if n else math.nan})
-    if not all(math.isfinite(v) for r in rows for v in r.values()):
-        out["objective"] = min(r["objective"] for r in rows)  # a diverged seed marks the trial
+    if "attack/effect_se" in rows[0]:
+        out["attack/effect_se"] = math.sqrt(sum(r["attack/effect_se"] ** 2 for r in rows)) / len(rows)
+    if any(r["objective"] == DIVERGED for r in rows):
+        out["objective"] = DIVERGED  # a diverged seed marks the trial
+    else:
+        out["objective"] = objective(out["removal"], out["acc/val"], out["retrain/acc_val"],
+                                     accuracy_constrained=accuracy_constrained, metrics=out)
     return out
 
 
@@ -125,6 +133,7 @@ def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], Non
     With several seeds the earlier seeds' checkpoints wait for the last one (so an early stop saves
     only the last seed's remaining work); one seed per trial keeps early stopping fully effective."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    constrained = not getattr(attacks.get(cfg.scenario.attack), "ACCURACY_IS_EFFECT", False)
     start = time.perf_counter()
     done: list[list[Metrics]] = []
     pooled_rows: list[Metrics] = []
@@ -134,7 +143,7 @@ def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], Non
         def emit(metrics: Metrics, rows=rows, last=(i == len(cfg.seeds) - 1)) -> None:
             rows.append(metrics)
             if last:
-                pooled = pool([d[len(rows) - 1] for d in done] + [metrics])
+                pooled = pool([d[len(rows) - 1] for d in done] + [metrics], constrained)
                 pooled["trial/seconds"] = time.perf_counter() - start
                 pooled_rows.append(pooled)
                 if on_checkpoint is not None:

@@ -111,10 +111,10 @@ def _build_base(scenario: dict, seed: int, base_dir: str) -> dict:
     return base_models(Scenario.from_dict(scenario), seed, base_dir).manifest
 
 
-def build_bases(scenario: Scenario, seeds: list[int], base_dir: str) -> int:
-    """Train the base models of every seed not cached yet, in parallel; returns how many were trained."""
-    todo = [s for s in seeds if not is_cached(scenario, s, base_dir)]
-    ray.get([_build_base.options(**_task_resources()).remote(scenario.as_dict(), s, base_dir) for s in todo])
+def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str) -> int:
+    """Train the base models of every (scenario, seed) not cached yet, in parallel; returns how many."""
+    todo = [(sc, s) for sc in scenarios for s in seeds if not is_cached(sc, s, base_dir)]
+    ray.get([_build_base.options(**_task_resources()).remote(sc.as_dict(), s, base_dir) for sc, s in todo])
     return len(todo)
 
 
@@ -172,7 +172,7 @@ def study_seed(sweep_seed: int, attack: str, method: str) -> int:
     return (sweep_seed * 1_000_003 + zlib.crc32(f"{attack}/{method}".encode())) % (2**31)
 
 
-def tune_method(exp: Experiment, method: str, trials: int, base: dict, storage: Path,
+def tune_method(exp: Experiment, attack: str, method: str, trials: int, base: dict, storage: Path,
                 listener: TrialListener, sweep_seed: int = 0) -> None:
     """Optuna proposes (signature defaults first, then the space's listed points), ASHA stops weak
     trials at checkpoints (time_attr = nominal budget), every trial reports the whole curve."""
@@ -183,7 +183,7 @@ def tune_method(exp: Experiment, method: str, trials: int, base: dict, storage: 
     defaults = _methods.hyperparameters(methods.get(method))
     searcher = OptunaSearch(space=space.params, metric="objective", mode="max",
                             points_to_evaluate=[defaults, *space.points],
-                            sampler=spaces.sampler(study_seed(sweep_seed, exp.scenario.attack, method)))
+                            sampler=spaces.sampler(study_seed(sweep_seed, attack, method)))
     scheduler = ASHAScheduler(time_attr="budget", metric="objective", mode="max",
                               grace_period=exp.budgets[0], max_t=exp.budgets[-1],
                               reduction_factor=REDUCTION_FACTOR)
@@ -192,7 +192,7 @@ def tune_method(exp: Experiment, method: str, trials: int, base: dict, storage: 
         tune.with_resources(tune.with_parameters(_trainable, base=base), s.resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
                                     max_concurrent_trials=s.concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=f"{exp.scenario.attack}-{method}", storage_path=str(storage),
+        run_config=tune.RunConfig(name=f"{attack}-{method}", storage_path=str(storage),
                                   callbacks=[_Forward(listener, exp.budgets[-1])], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )

@@ -78,3 +78,13 @@ def test_a_file_round_trips(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(GOOD))
     assert config.load(p).methods == ("gd", "ga")
+
+
+def test_attack_may_be_a_list_one_scenario_each():
+    doc = {**GOOD, "attack": [{"name": "gaussian", "eps": 0.5}]}
+    exp = config.parse(doc, "t.yaml")
+    assert [s.attack for s in exp.scenarios] == ["gaussian"] and exp.scenarios[0].attack_params == {"eps": 0.5}
+    with pytest.raises(SweeperError, match="lists a name twice"):
+        config.parse({**GOOD, "attack": ["gaussian", {"name": "gaussian", "eps": 0.3}]}, "t.yaml")
+    with pytest.raises(SweeperError, match="attack\\[1\\]: unknown parameter 'strength'"):
+        config.parse({**GOOD, "attack": ["gaussian", {"name": "gaussian", "strength": 1}]}, "t.yaml")

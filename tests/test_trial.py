@@ -67,3 +67,17 @@ def test_none_shows_the_poisons_and_retrain_does_not(quickstart_scenario, base_d
     (retrain,) = run_trial(config(quickstart_scenario, base_dir, "retrain", seeds=[0, 1, 2]))
     assert none["gus/z"] < -6
     assert abs(retrain["gus/z"]) < 3
+
+
+def test_pooled_objective_is_recomputed_not_averaged():
+    """One seed within the accuracy tolerance, one far outside: the pooled accuracy gap (0.06) breaks
+    the constraint, so the pooled objective is the penalty, not the mean of removal and penalty."""
+    from sweeper.trial import pool
+
+    base = {"removal": 0.8, "retrain/acc_val": 0.99, "attack/effect_se": 0.1}
+    ok = {**base, "acc/val": 0.98, "objective": 0.8}
+    bad = {**base, "acc/val": 0.88, "objective": -1.11}
+    pooled = pool([ok, bad])
+    assert pooled["acc/val"] == pytest.approx(0.93)
+    assert pooled["objective"] == pytest.approx(-1.06)
+    assert pooled["attack/effect_se"] == pytest.approx(0.1 / math.sqrt(2))
