@@ -8,7 +8,9 @@
     methods: all                                        # or a list of registered method names
     budgets: [0.02, 0.04, 0.06, 0.08, 0.10]            # fractions of C_retrain, each in (0, 1]
     trials: 10                                          # Optuna trials per (attack, method)
-    seeds: [0, 1, 2]                                    # base-model seeds each trial is measured on
+    seeds: [0, 1, 2]                                    # base-model seeds each tuning trial is measured on
+    fresh_seeds: [100, 101, 102]                        # chosen configurations re-measured here ([] = skip)
+    delta: 0.1                                          # non-inferiority margin for "equivalent to retrain"
     profile: quick                                      # which entry of `profiles` applies
     profiles: {tiny: {trials: 2, recipe: {epochs: 10}}} # named partial overrides
     spaces: {gd: {params: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}}}   # optional overrides
@@ -34,7 +36,9 @@ from .scenario import Scenario
 from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
-OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device"}
+OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta"}
+DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
+DEFAULT_DELTA = 0.1  # DESIGN §3
 BASE_PROFILE = "quick"  # the file's own values, without overrides
 
 
@@ -46,6 +50,8 @@ class Experiment:
     budgets: tuple[float, ...]
     trials: int
     seeds: tuple[int, ...]
+    fresh_seeds: tuple[int, ...] = ()
+    delta: float = DEFAULT_DELTA
     profile: str = BASE_PROFILE
     spaces: dict = field(default_factory=dict)
     device: str = "auto"
@@ -56,16 +62,22 @@ class Experiment:
         return self.scenarios[0]
 
     def search_space(self, method: str) -> spaces.SearchSpace:
-        module = methods.get(method)
-        hp = _methods.hyperparameters(module)
-        if method in self.spaces:
-            return spaces.parse(method, self.spaces[method], hp, f"{self.name}: spaces.{method}")
-        return spaces.load(method, module, hp)
+        return search_space(method, self.spaces, self.name)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "scenarios": [s.as_dict() for s in self.scenarios], "methods": list(self.methods),
                 "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
+                "fresh_seeds": list(self.fresh_seeds), "delta": self.delta,
                 "profile": self.profile, "spaces": self.spaces, "device": self.device}
+
+
+def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
+    """A method's search space: the experiment's override if it has one, else the shipped file."""
+    module = methods.get(method)
+    hp = _methods.hyperparameters(module)
+    if overrides and method in overrides:
+        return spaces.parse(method, overrides[method], hp, f"{where}: spaces.{method}")
+    return spaces.load(method, module, hp)
 
 
 def searchable_methods() -> list[str]:
@@ -166,12 +178,31 @@ def _positive_int(where: str, key: str, value) -> int:
     return value
 
 
-def _seeds(where: str, value) -> tuple[int, ...]:
+def _fresh(where: str, doc: dict, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    if "fresh_seeds" not in doc:
+        return tuple(range(max(seeds) + 1, max(seeds) + 1 + DEFAULT_FRESH))
+    value = doc["fresh_seeds"]
+    fresh = () if value == [] else _seeds(where, value, "fresh_seeds")
+    if set(fresh) & set(seeds):
+        raise SweeperError(f"{where}: fresh_seeds {sorted(set(fresh) & set(seeds))} are also tuning seeds; "
+                           "fresh measurements need seeds the selection never saw")
+    if len(fresh) == 1:
+        raise SweeperError(f"{where}: fresh_seeds needs at least 2 seeds for an interval (or [] to skip)")
+    return fresh
+
+
+def _delta(where: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise SweeperError(f"{where}: delta must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _seeds(where: str, value, key: str = "seeds") -> tuple[int, ...]:
     if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                                                        for s in value):
-        raise SweeperError(f"{where}: seeds must be a non-empty list of non-negative integers")
+        raise SweeperError(f"{where}: {key} must be a non-empty list of non-negative integers")
     if len(set(value)) != len(value):
-        raise SweeperError(f"{where}: seeds lists a value twice")
+        raise SweeperError(f"{where}: {key} lists a value twice")
     return tuple(value)
 
 
@@ -220,9 +251,10 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     device = doc.get("device", "auto")
     if not isinstance(device, str):
         raise SweeperError(f"{where}: device must be a string such as auto, cpu or cuda")
+    seeds = _seeds(where, doc["seeds"])
     exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
-                     _positive_int(where, "trials", doc["trials"]), _seeds(where, doc["seeds"]),
-                     profile, spaces_doc, device)
+                     _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
+                     _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device)
     for method in spaces_doc:
         methods.get(method)
         exp.search_space(method)  # validates the override now, not mid-sweep

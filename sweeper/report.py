@@ -1,131 +1,360 @@
-"""The report: the best removal each method reaches at each budget, against none and retrain.
+"""The report: how much poison each method removes at each fraction of retraining's cost, and is that
+as good as retraining? (DESIGN §3 statistics.)
 
-Built from checkpoint rows alone (what MLflow holds), so `sweeper report` can rebuild it later."""
+Selection, then fresh measurement: for each (attack, method, budget) the best tuning trial by
+`objective` (validation split, tuning seeds) is chosen; its configuration was re-run on fresh seeds
+(`phase = fresh`), and the reported `removal` is the fresh-seed mean with a Student-t 95% interval.
+The tuning value stays beside it as `removal_tuning` (optimistic: the maximum over noisy trials,
+measured on the data that chose it). Built from checkpoint rows alone (what MLflow holds), so
+`sweeper report` can rebuild it and `sweeper compare` can set sweeps side by side."""
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-from .metrics import DIVERGED
+from .metrics import ACCURACY_TOLERANCE, DIVERGED
 from .registry import attacks, methods
 
-COLUMNS = ["attack", "method", "budget", "removal", "acc_val", "acc_test", "gus_z", "attack_effect",
-           "mia_auc", "objective", "cost_units", "cost_fraction", "cost_seconds", "n_trials", "status",
-           "trial_id", "hparams"]
-RENAME = {"acc/val": "acc_val", "acc/test": "acc_test", "gus/z": "gus_z", "attack/effect": "attack_effect",
-          "mia/auc": "mia_auc", "cost/units": "cost_units", "cost/fraction": "cost_fraction",
-          "cost/seconds": "cost_seconds"}
-EFFECTIVE_SE = 3.0  # removal is computed only when poisoned - retrain effect exceeds 3 standard errors
+REFERENCES = ("none", "retrain")
+EFFECTIVE_SE = 3.0      # removal is computed only when poisoned − retrain effect exceeds 3 standard errors
+EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's
+MIN_TRIALS_FOR_IMPORTANCE = 20
+MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
+SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "cost/fraction",
+          "cost_seconds": "cost/seconds"}
+COLUMNS = (["attack", "method", "budget"]
+           + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
+           + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
+              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "equivalent_to_retrain", "pareto",
+              "status", "trial_id", "hparams"])
+
+
+# -- statistics ------------------------------------------------------------------------------------------
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval; NaN bounds with fewer than two finite values."""
+    x = np.asarray([v for v in values if isinstance(v, (int, float)) and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    if len(x) < 2:
+        return float(x.mean()), math.nan, math.nan
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def pooled_z(rows: pd.DataFrame) -> float:
+    if "gus/sum" not in rows or rows["gus/n_valid"].sum() == 0:
+        return math.nan
+    return float(rows["gus/sum"].sum() / math.sqrt(rows["gus/n_valid"].sum()))
 
 
 def attack_worked(refs: pd.DataFrame, attack: str) -> bool:
-    """DESIGN §3: m_poisoned − m_retrain above 3 standard errors (pooled over the scenario's seeds)."""
-    none = refs[refs.method == "none"]
+    """DESIGN §3: m_poisoned − m_retrain above 3 standard errors, pooled over the seeds in `refs`."""
+    none, retrain = refs[refs.method == "none"], refs[refs.method == "retrain"]
     if none.empty:
         return False
-    none = none.iloc[0]
     exact = getattr(attacks.get(attack), "RETRAIN_EFFECT", None) if attack in attacks else None
-    se2 = float(none.get("attack/effect_se", math.nan)) ** 2
+    se2 = float((none["attack/effect_se"] ** 2).sum()) / len(none) ** 2
     if exact is None:
-        retrain = refs[refs.method == "retrain"]
         if retrain.empty:
             return False
-        m_retrain = float(retrain.iloc[0]["attack/effect"])
-        se2 += float(retrain.iloc[0].get("attack/effect_se", math.nan)) ** 2
+        m_retrain = float(retrain["attack/effect"].mean())
+        se2 += float((retrain["attack/effect_se"] ** 2).sum()) / len(retrain) ** 2
     else:
         m_retrain = exact
-    gap = float(none["attack/effect"]) - m_retrain
+    gap = float(none["attack/effect"].mean()) - m_retrain
     return math.isfinite(gap) and math.isfinite(se2) and gap > EFFECTIVE_SE * math.sqrt(se2)
 
 
-def _status(best: pd.Series, worked: bool) -> str:
-    if best["objective"] <= DIVERGED:
-        return "diverged"
+# -- selection -------------------------------------------------------------------------------------------
+def _usable(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that measured something: not from failed runs, not a fixed-cost method's over-budget marker."""
+    over = rows["over_budget"].fillna(0).astype(bool) if "over_budget" in rows else False
+    return rows[(rows["run_status"] != "FAILED") & ~over]
+
+
+def best_per_budget(tune: pd.DataFrame) -> pd.DataFrame:
+    """The best tuning checkpoint by objective for each (attack, method, budget), with trial counts."""
+    tune = _usable(tune)
+    tune = tune[~tune.method.isin(REFERENCES)]
+    if tune.empty:
+        return tune.assign(n_trials=[])
+    idx = tune.groupby(["attack", "method", "budget"])["objective"].idxmax()
+    best = tune.loc[idx].copy()
+    counts = tune.groupby(["attack", "method", "budget"])["trial_id"].nunique()
+    best["n_trials"] = [counts[(a, m, b)] for a, m, b in zip(best.attack, best.method, best.budget)]
+    return best.reset_index(drop=True)
+
+
+def selections(tune: pd.DataFrame) -> list[dict]:
+    """What the fresh phase must re-run: each chosen tuning trial once, at the budgets it won."""
+    best = best_per_budget(tune)
+    out = []
+    for (attack, method, trial_id), group in best.groupby(["attack", "method", "trial_id"], sort=True):
+        out.append({"attack": attack, "method": method, "trial_id": trial_id,
+                    "hparams": json.loads(group["hparams"].iloc[0]), "budgets": sorted(group["budget"])})
+    return out
+
+
+def tuning_cost(tune: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """All units each method's search spent (every trial to where it stopped, on every tuning seed),
+    as a multiple of one retrain."""
+    tune = tune[~tune.method.isin(REFERENCES)]
+    last = tune.sort_values("budget").groupby(["attack", "method", "trial_id"]).tail(1)
+    per_trial = last["cost/fraction"].fillna(0) * last.get("n_seeds", 1)
+    return per_trial.groupby([last.attack, last.method]).sum().to_dict()
+
+
+# -- the summary -----------------------------------------------------------------------------------------
+def _measure(row: dict, fresh: pd.DataFrame, best: pd.Series | None) -> None:
+    """Fill mean / interval / tuning value of each measured quantity into `row`."""
+    for name, key in MEASURED.items():
+        mean, lo, hi = t_interval(fresh[key]) if not fresh.empty else (math.nan,) * 3
+        tuned = best.get(key, math.nan) if best is not None else math.nan
+        row.update({name: mean if not fresh.empty else tuned, f"{name}_ci_low": lo, f"{name}_ci_high": hi,
+                    f"{name}_halfwidth": (hi - lo) / 2 if math.isfinite(lo) else math.nan, f"{name}_tuning": tuned})
+    row["gus_z"] = pooled_z(fresh) if not fresh.empty else (best.get("gus/z", math.nan) if best is not None else math.nan)
+    row["gus_z_tuning"] = best.get("gus/z", math.nan) if best is not None else math.nan
+    source = fresh if not fresh.empty else (pd.DataFrame([best]) if best is not None else fresh)
+    for name, key in SIMPLE.items():
+        row[name] = float(source[key].mean()) if key in source and not source.empty else math.nan
+    row["n_fresh"] = int(fresh["seed"].nunique()) if "seed" in fresh and not fresh.empty else 0
+
+
+def _status(row: dict, worked: bool) -> str:
+    if row.get("objective_tuning", 0) <= DIVERGED or not math.isfinite(row.get("removal", math.nan)):
+        return "diverged" if worked else "attack_ineffective"
     if not worked:
         return "attack_ineffective"
-    if best["objective"] < -1:
+    if row.get("objective_tuning", 0) < -1:
         return "accuracy_violated"  # even the best trial lost more than the tolerated accuracy
     return "ok"
 
 
-def _row(best: pd.Series, attack: str, method: str, budget: float, n: int, status: str) -> dict:
-    row = {"attack": attack, "method": method, "budget": budget, "n_trials": n, "status": status,
-           "trial_id": best.get("trial_id"), "hparams": best.get("hparams", "{}"),
-           "objective": best.get("objective")}
-    for k, v in RENAME.items():
-        row[v] = best.get(k)
-    row["removal"] = best.get("removal") if status not in ("attack_ineffective", "diverged") else math.nan
-    return row
-
-
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (attack, method, budget): the best trial by objective among those that reached it."""
+def summarize(rows: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
+    rows = rows.copy()
+    for col, default in (("phase", "tune"), ("seed", math.nan), ("source_trial", None), ("n_seeds", 1)):
+        if col not in rows:
+            rows[col] = default
+    tune, fresh = _usable(rows[rows.phase == "tune"]), _usable(rows[rows.phase == "fresh"])
+    best = best_per_budget(tune)
+    spent = tuning_cost(tune)
     out = []
-    usable = rows[rows["run_status"] != "FAILED"]
-    for attack, by_attack in usable.groupby("attack", sort=True):
-        refs = by_attack[by_attack.method.isin(["none", "retrain"])]
-        worked = attack_worked(refs, attack)
-        for _, ref in refs.sort_values("budget").iterrows():
-            out.append(_row(ref, attack, ref["method"], ref["budget"], 1, "ok" if worked else "attack_ineffective"))
-        searched = by_attack[~by_attack.method.isin(["none", "retrain"])]
-        budgets = sorted(searched["budget"].unique())
-        for method in sorted(rows[(rows.attack == attack) & ~rows.method.isin(["none", "retrain"])].method.unique()):
-            mine = searched[searched.method == method]
+    for attack in sorted(rows.attack.unique()):
+        f_att, t_att = fresh[fresh.attack == attack], tune[tune.attack == attack]
+        refs = f_att[f_att.method.isin(REFERENCES)]
+        worked = attack_worked(refs if not refs.empty else t_att[t_att.method.isin(REFERENCES)], attack)
+        retrain_acc = float(refs[refs.method == "retrain"]["acc/test"].mean()) if not refs.empty else math.nan
+        for method in REFERENCES:
+            t_ref = t_att[t_att.method == method]
+            row = {"attack": attack, "method": method, "budget": 0.0 if method == "none" else 1.0,
+                   "n_trials": 1, "trial_id": method, "hparams": "{}",
+                   "objective_tuning": t_ref["objective"].iloc[0] if not t_ref.empty else math.nan}
+            _measure(row, refs[refs.method == method], t_ref.iloc[0] if not t_ref.empty else None)
+            row["status"] = "ok" if worked else "attack_ineffective"
+            out.append(row)
+        budgets = sorted(t_att[~t_att.method.isin(REFERENCES)]["budget"].unique())
+        for method in sorted(rows[(rows.attack == attack) & ~rows.method.isin(REFERENCES)].method.unique()):
             for budget in budgets:
-                at = mine[mine["budget"] == budget]
-                if at.empty:
-                    status = "over_budget" if _is_fixed(method) else "no_trials"
-                    out.append({"attack": attack, "method": method, "budget": budget, "n_trials": 0,
-                                "status": status})
-                    continue
-                best = at.loc[at["objective"].idxmax()]
-                out.append(_row(best, attack, method, budget, at["trial_id"].nunique(), _status(best, worked)))
-    return pd.DataFrame(out).reindex(columns=COLUMNS)
+                out.append(_method_row(attack, method, budget, best, f_att, worked, spent, retrain_acc, delta))
+    summary = pd.DataFrame(out)
+    summary["pareto"] = pareto_front(summary)
+    return summary.reindex(columns=COLUMNS)
+
+
+def _method_row(attack, method, budget, best, fresh, worked, spent, retrain_acc, delta) -> dict:
+    row = {"attack": attack, "method": method, "budget": budget,
+           "tuning_cost_retrains": spent.get((attack, method), math.nan)}
+    pick = best[(best.attack == attack) & (best.method == method) & (best.budget == budget)]
+    if pick.empty:
+        row.update(n_trials=0, status="over_budget" if _is_fixed(method) else "no_trials",
+                   equivalent_to_retrain=False)
+        return row
+    b = pick.iloc[0]
+    mine = fresh[(fresh.method == method) & (fresh.source_trial == b["trial_id"]) & (fresh.budget == budget)]
+    row.update(n_trials=int(b["n_trials"]), trial_id=b["trial_id"], hparams=b["hparams"],
+               objective_tuning=b["objective"])
+    _measure(row, mine, b)
+    row["status"] = _status(row, worked)
+    if row["status"] in ("attack_ineffective", "diverged"):
+        row["removal"] = math.nan
+    row["equivalent_to_retrain"] = bool(
+        row["status"] == "ok" and math.isfinite(row.get("removal_ci_low", math.nan))
+        and row["removal_ci_low"] > 1 - delta and row["acc_test"] >= retrain_acc - EQUIVALENT_ACC)
+    return row
 
 
 def _is_fixed(method: str) -> bool:
     return method in methods and getattr(methods.get(method), "KIND", "anytime") == "fixed"
 
 
-def plot(summary: pd.DataFrame, path: Path) -> None:
+def pareto_front(summary: pd.DataFrame) -> list[bool]:
+    """Non-dominated (removal up, cost down) among rows that keep accuracy (status ok), per attack."""
+    flags = []
+    for _, r in summary.iterrows():
+        if r.get("status") != "ok" or not math.isfinite(r.get("removal", math.nan)):
+            flags.append(False)
+            continue
+        peers = summary[(summary.attack == r.attack) & (summary.status == "ok")]
+        dominated = ((peers.cost_fraction <= r.cost_fraction) & (peers.removal >= r.removal)
+                     & ((peers.cost_fraction < r.cost_fraction) | (peers.removal > r.removal))).any()
+        flags.append(not dominated)
+    return flags
+
+
+def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (attack, method): the smallest budget where it is equivalent to retraining, or 'not reached'."""
+    out = []
+    searched = summary[~summary.method.isin(REFERENCES)]
+    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+        ok = g[g.equivalent_to_retrain.fillna(False).astype(bool)]
+        out.append({"attack": attack, "method": method,
+                    "smallest_equivalent_budget": f"{ok.budget.min():g}" if not ok.empty else "not reached",
+                    "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0]})
+    return pd.DataFrame(out)
+
+
+# -- hyperparameter importance ---------------------------------------------------------------------------
+def importance(tune: pd.DataFrame, space_of) -> pd.DataFrame:
+    """Per method, Optuna's parameter importances over its tuning trials' final objectives; below
+    MIN_TRIALS_FOR_IMPORTANCE trials it says so instead of printing noise."""
+    from . import spaces
+
+    out = []
+    searched = _usable(tune[~tune.method.isin(REFERENCES)])
+    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+        final = g.sort_values("budget").groupby("trial_id").tail(1)
+        if len(final) < MIN_TRIALS_FOR_IMPORTANCE:
+            out.append({"attack": attack, "method": method, "parameter": "-",
+                        "importance": f"too few trials ({len(final)} < {MIN_TRIALS_FOR_IMPORTANCE})"})
+            continue
+        trials = [(json.loads(h), v) for h, v in zip(final.hparams, final.objective)]
+        try:
+            scores = spaces.importances(space_of(method), trials)
+        except Exception as e:  # a space edited since the sweep ran, a constant objective, ...
+            scores = {"-": f"not computed ({type(e).__name__})"}
+        out += [{"attack": attack, "method": method, "parameter": k,
+                 "importance": round(v, 3) if isinstance(v, float) else v} for k, v in scores.items()]
+    return pd.DataFrame(out, columns=["attack", "method", "parameter", "importance"])
+
+
+# -- output ----------------------------------------------------------------------------------------------
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_removal(summary: pd.DataFrame, path: Path) -> None:
+    plt = _plt()
     attacks_ = sorted(summary.attack.unique())
-    fig, axes = plt.subplots(1, len(attacks_), figsize=(6.5 * len(attacks_), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks_):
         s = summary[summary.attack == attack]
-        searched = s[~s.method.isin(["none", "retrain"])]
-        for method, m in searched.groupby("method"):
-            ax.plot(m["budget"], m["removal"], marker="o", label=method)
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 13+ methods: distinct colours
+        for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
+            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0)
+            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0)
+            ax.errorbar(m.budget, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
         ax.axhline(1.0, color="black", ls="--", lw=1, label="retrain (cost 1.0)")
         ax.axhline(0.0, color="grey", ls=":", lw=1, label="none (cost 0)")
-        ax.set(title=f"{attack}: best removal per budget", xlabel="budget (fraction of retraining cost)",
-               ylabel="removal (0 = none, 1 = retrain)")
+        ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (95% CI)",
+               xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
+    plt = _plt()
+    attacks_ = sorted(summary.attack.unique())
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        s = summary[(summary.attack == attack) & ~summary.method.isin(REFERENCES)]
+        ok = s[s.status == "ok"]
+        sc = ax.scatter(ok.cost_fraction, ok.removal, c=ok.acc_test, cmap="viridis", s=25, label="accuracy kept")
+        bad = s[s.status == "accuracy_violated"]
+        ax.scatter(bad.cost_fraction, bad.removal, marker="x", color="red", s=20, label="accuracy violated")
+        front = ok[ok.pareto.fillna(False).astype(bool)].sort_values("cost_fraction")
+        ax.plot(front.cost_fraction, front.removal, color="black", lw=1, marker="o", mfc="none", ms=9,
+                label="non-dominated")
+        for _, r in front.iterrows():
+            ax.annotate(r.method, (r.cost_fraction, r.removal), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.scatter([0, 1], [0, 1], marker="*", s=120, color=["grey", "black"])
+        ax.annotate("none", (0, 0), fontsize=8, xytext=(4, -10), textcoords="offset points")
+        ax.annotate("retrain", (1, 1), fontsize=8, xytext=(-40, -12), textcoords="offset points")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set(xlim=(0, 1.2), title=f"{attack}: removal vs cost",
+               xlabel="cost (fraction of retraining)", ylabel="removal (fresh seeds)")
+        fig.colorbar(sc, ax=ax, label="test accuracy")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def table(summary: pd.DataFrame) -> str:
-    cols = ["attack", "method", "budget", "removal", "acc_val", "gus_z", "cost_fraction", "n_trials", "status"]
-    with pd.option_context("display.width", 160, "display.max_rows", 500):
-        return summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    s = summary.copy()
+    s["removal ± 95%"] = [f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else (f"{r:.3f}" if math.isfinite(r) else "-")
+                          for r, h in zip(s.removal.astype(float), s.removal_halfwidth.astype(float))]
+    cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "gus_z",
+            "cost_fraction", "n_trials", "equivalent_to_retrain", "status"]
+    with pd.option_context("display.width", 200, "display.max_rows", 1000):
+        return s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def write(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
-    """summary.csv, trials.csv (every checkpoint) and removal_vs_budget.png into `folder`."""
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+
+
+def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder: Path, delta: float,
+              title: str) -> str:
+    fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
+    cols = [c for c in summary.columns if not c.endswith(("_ci_low", "_ci_high"))]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
+configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
+with a Student-t 95% interval (half-width shown), <code>removal_tuning</code> the optimistic tuning value.
+<b>Equivalent to retrain</b> = non-inferiority: lower 95% bound of removal &gt; 1 − δ (δ = {delta:g}) and test accuracy
+within {EQUIVALENT_ACC} of retrain's. Accuracy constraint of the objective: validation accuracy within
+{ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining; <code>tuning_cost_retrains</code> counts
+every unit the method's search spent.</p>
+<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
+<h2>Smallest budget equivalent to retraining</h2>{eq.to_html(**fmt)}
+<h2>Pareto view</h2>{_img(folder / "pareto.png")}
+<h2>Summary</h2>{summary[cols].to_html(**fmt)}
+<h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
+</body></html>"""
+
+
+def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, title: str = "sweeper report") -> pd.DataFrame:
+    """summary.csv, equivalence.csv, importance.csv, trials.csv, two PNGs and report.html into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows)
+    summary = summarize(rows, delta)
+    eq = equivalence(summary)
+    tune = rows[rows.get("phase", pd.Series("tune", index=rows.index)) == "tune"]
+    imp = importance(tune, space_of) if space_of else pd.DataFrame(columns=["attack", "method", "parameter", "importance"])
     summary.to_csv(folder / "summary.csv", index=False)
+    eq.to_csv(folder / "equivalence.csv", index=False)
+    imp.to_csv(folder / "importance.csv", index=False)
     rows.to_csv(folder / "trials.csv", index=False)
-    plot(summary, folder / "removal_vs_budget.png")
+    plot_removal(summary, folder / "removal_vs_budget.png")
+    plot_pareto(summary, folder / "pareto.png")
+    (folder / "report.html").write_text(html_page(summary, eq, imp, folder, delta, title))
     return summary
 
 

@@ -108,3 +108,11 @@ def sampler(seed: int) -> optuna.samplers.BaseSampler:
     """TPE (Optuna 5: multivariate, constant liar), seeded so a sweep's proposals are reproducible."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is ours to print
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def importances(space: SearchSpace, trials: list[tuple[dict, float]]) -> dict[str, float]:
+    """Optuna's (fANOVA) parameter importances for finished trials given as (params, objective)."""
+    study = optuna.create_study(direction="maximize")
+    for params, value in trials:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space.params, value=value))
+    return dict(optuna.importance.get_param_importances(study))

@@ -119,6 +119,8 @@ class Listener:
         if not rows:
             return f"{head}: no checkpoint reached"
         last = rows[-1]
+        if last.get("over_budget"):
+            return f"{head}: over budget (its fixed cost exceeds every checkpoint)"
         how = "stopped early" if status == "KILLED" else "finished"
         return (f"{head}: {how} at budget {last['budget']:g}, objective {last['objective']:.3f}, "
                 f"removal {last.get('removal', float('nan')):.3f}, acc/val {last.get('acc/val', float('nan')):.3f} "
@@ -180,64 +182,101 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
 def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progress: Progress) -> SweepResult:
     base_dir = str(wd / "base")
     t0 = time.perf_counter()
-    attacks = [sc.attack for sc in exp.scenarios]
-    progress(f"sweep {sweep}: attacks {', '.join(attacks)}; {len(exp.methods)} methods x {exp.trials} trials, "
-             f"budgets {list(exp.budgets)}, seeds {list(exp.seeds)}; tracking {uri}")
-    trained = tuning.build_bases(list(exp.scenarios), list(exp.seeds), base_dir)
-    progress(f"base models: {trained} trained, {len(exp.scenarios) * len(exp.seeds) - trained} cached "
+    progress(f"sweep {sweep}: attacks {', '.join(sc.attack for sc in exp.scenarios)}; {len(exp.methods)} methods "
+             f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
+             f"{list(exp.fresh_seeds)}; tracking {uri}")
+    all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
+    trained = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir)
+    progress(f"base models: {trained} trained, {len(exp.scenarios) * len(all_seeds) - trained} cached "
              f"({time.perf_counter() - t0:.1f}s)")
-    common = {**_versions(), "seed": ",".join(map(str, exp.seeds)), "phase": "tune", "sweep": sweep,
-              "profile": exp.profile}
+    common = {**_versions(), "sweep": sweep, "profile": exp.profile}
     if rev := _git_revision():
         common["git_revision"] = rev
-    parents, rows = [], []
+    rows: list[dict] = []
+    parents: list[str] = []
     for scenario in exp.scenarios:
-        tags = {**common, "scenario": scenario_hash(scenario, exp.seeds)}
+        tags = {**common, "scenario": scenario_hash(scenario, all_seeds)}
         base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
                 "budgets": list(exp.budgets), "device": exp.device}
-        rows += _references(exp, scenario.attack, base, tracker, tags, tuning, parents, progress)
+        open_parents = {m: tracker.start_parent(scenario.attack, m, tags, exp.as_dict())
+                        for m in ("none", "retrain", *exp.methods)}
+        parents += open_parents.values()
+        tables = {m: [] for m in open_parents}
+        _references(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
         for method in exp.methods:
-            rows += _tune(exp, scenario.attack, method, base, wd, tracker, tags, tuning, parents, progress)
+            _tune(exp, scenario.attack, method, base, wd, tracker, tags, tuning, open_parents, tables, progress)
+        _fresh(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
+        for method, parent in open_parents.items():
+            tracker.end_parent(parent, tables[method])
+            rows += tables[method]
     folder = wd / "report"
-    summary = report.write(pd.DataFrame(rows), folder)
+    summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}")
     tracker.log_files(parents, folder)
     progress(report.table(summary))
-    progress(f"report: {folder} ({time.perf_counter() - t0:.1f}s); MLflow: mlflow ui --backend-store-uri {uri}")
+    progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
+             f"MLflow: mlflow ui --backend-store-uri {uri}")
     return SweepResult(sweep, wd, uri, summary, folder)
 
 
-def _tune(exp, attack, method, base, wd, tracker, tags, tuning, parents, progress) -> list[dict]:
-    parent = tracker.start_parent(attack, method, tags, exp.as_dict())
-    parents.append(parent)
-    listener = Listener(tracker, parent, attack, method, tags, exp.trials, progress)
+def _tune(exp, attack, method, base, wd, tracker, tags, tuning, parents, tables, progress) -> None:
+    tags = {**tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
+    listener = Listener(tracker, parents[method], attack, method, tags, exp.trials, progress)
     try:
         tuning.tune_method(exp, attack, method, exp.trials, {**base, "method": method}, wd / "ray", listener)
     except BaseException:
-        tracker.end_parent(parent, listener.table(), "FAILED")
+        tracker.end_parent(parents[method], listener.table(), "FAILED")
         raise
-    tracker.end_parent(parent, listener.table())
-    return listener.table()
+    tables[method] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
 
 
-def _references(exp, attack, base, tracker, tags, tuning, parents, progress) -> list[dict]:
-    """`none` and `retrain`: evaluated from the cached base models, logged as runs like any method."""
-    results = tuning.run_references([{**base, "method": m} for m in ("none", "retrain")])
-    rows = []
-    for method, ref_rows in zip(("none", "retrain"), results):
-        parent = tracker.start_parent(attack, method, tags, exp.as_dict())
-        parents.append(parent)
-        child = tracker.start_child(parent, method, {}, {**tags, "method": method, "attack": attack,
-                                                        "trial_id": method})
-        for r in ref_rows:
-            tracker.log_checkpoint(child, r)
-        tracker.end_child(child, "FINISHED", ref_rows)
-        table = [{"attack": attack, "method": method, "trial_id": method, "phase": "tune",
-                  "run_status": "FINISHED", "hparams": "{}", **r} for r in ref_rows]
-        tracker.end_parent(parent, table)
-        rows += table
-        progress(f"[{attack}/{method}] effect {ref_rows[0]['attack/effect']:.3f}, gus/z "
-                 f"{ref_rows[0].get('gus/z', float('nan')):.2f} pooled over seeds, acc/val {ref_rows[0]['acc/val']:.3f}")
-    return rows
+def _log_plain(tracker, parent, name, hparams, tags, result, extra) -> list[dict]:
+    """One plain (non-Tune) trial as a child run; returns its rows for the parent's table."""
+    child = tracker.start_child(parent, name, hparams, tags)
+    if isinstance(result, str):
+        tracker.end_child(child, "FAILED", [], {"error": result})
+        return []
+    for r in result:
+        tracker.log_checkpoint(child, r)
+    tracker.end_child(child, "FINISHED", result)
+    return [{**extra, "run_status": "FINISHED", "hparams": report.hparams_json(hparams), **r} for r in result]
+
+
+def _references(exp, attack, base, tracker, tags, tuning, parents, tables, progress) -> None:
+    """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models."""
+    results = tuning.run_trials([{**base, "method": m} for m in ("none", "retrain")])
+    for method, result in zip(("none", "retrain"), results):
+        t = {**tags, "method": method, "attack": attack, "trial_id": method, "phase": "tune",
+             "seed": ",".join(map(str, exp.seeds))}
+        extra = {"attack": attack, "method": method, "trial_id": method, "phase": "tune", "n_seeds": len(exp.seeds)}
+        tables[method] += _log_plain(tracker, parents[method], method, {}, t, result, extra)
+        if isinstance(result, list):
+            progress(f"[{attack}/{method}] effect {result[0]['attack/effect']:.3f}, gus/z "
+                     f"{result[0].get('gus/z', float('nan')):.2f} pooled over tuning seeds, acc/val "
+                     f"{result[0]['acc/val']:.3f}")
+
+
+def _fresh(exp, attack, base, tracker, tags, tuning, parents, tables, progress) -> None:
+    """Re-measure each chosen configuration (and the references) on seeds the selection never saw."""
+    if not exp.fresh_seeds:
+        return
+    tune_rows = pd.DataFrame([r for m in exp.methods for r in tables[m]])
+    chosen = report.selections(tune_rows) if not tune_rows.empty else []
+    jobs = [({**base, "method": m, "seeds": [s]}, m, m, {}, s) for m in ("none", "retrain") for s in exp.fresh_seeds]
+    jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
+              c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
+    t0 = time.perf_counter()
+    results = tuning.run_trials([j[0] for j in jobs])
+    for (cfg, method, source, hparams, seed), result in zip(jobs, results):
+        trial_id = f"{source}-fresh{seed}"
+        t = {**tags, "method": method, "attack": attack, "trial_id": trial_id, "phase": "fresh",
+             "seed": str(seed), "selected_from": source, "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
+        extra = {"attack": attack, "method": method, "trial_id": trial_id, "phase": "fresh", "seed": seed,
+                 "source_trial": source, "n_seeds": 1}
+        tables[method] += _log_plain(tracker, parents[method], trial_id, hparams, t, result, extra)
+        if isinstance(result, str):
+            progress(f"[{attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
+    progress(f"[{attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + references "
+             f"re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
 
 
 def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, tracking_uri: str | None = None) -> SweepResult:
@@ -255,5 +294,7 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
     sweep = sweep or names[0]
     tracker = tracking.Tracker(uri, sweep, prepare_workdir(wd))
     folder = wd / "report"
-    summary = report.write(tracker.read_rows(), folder)
+    logged = tracker.read_experiment()
+    summary = report.write(tracker.read_rows(), folder, logged.get("delta", config.DEFAULT_DELTA),
+                           lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}")
     return SweepResult(sweep, wd, uri, summary, folder)

@@ -131,6 +131,14 @@ class Tracker:
             raise SweeperError(f"sweep {self.sweep!r} has no finished (attack, method) yet")
         return pd.concat(frames, ignore_index=True)
 
+    def read_experiment(self) -> dict:
+        """The resolved experiment a parent run of this sweep logged (experiment.json), or {}."""
+        for run_id in self.runs("parent")["run_id"]:
+            text = self._read_text(run_id, "experiment.json")
+            if text:
+                return json.loads(text)
+        return {}
+
     def _read_text(self, run_id: str, name: str) -> str | None:
         with tempfile.TemporaryDirectory() as tmp:
             try:

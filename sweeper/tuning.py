@@ -119,12 +119,22 @@ def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str) -> i
 
 
 @ray.remote(num_cpus=1)
-def _run_reference(config: dict) -> list[dict]:
+def _run_plain(config: dict) -> list[dict]:
     return run_trial(config)
 
 
-def run_references(configs: list[dict]) -> list[list[dict]]:
-    return ray.get([_run_reference.options(**_task_resources()).remote(c) for c in configs])
+def run_trials(configs: list[dict]) -> list[list[dict] | str]:
+    """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
+    searcher. Each entry is the trial's rows, or its error line if it raised."""
+    refs = [_run_plain.options(**_task_resources()).remote(c) for c in configs]
+    out: list[list[dict] | str] = []
+    for ref in refs:
+        try:
+            out.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as e:
+            lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
+            out.append(f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}")
+    return out
 
 
 def _task_resources() -> dict:

@@ -13,7 +13,7 @@ from sweeper.metrics import DIVERGED
 EXPERIMENT = {
     "name": "e2e", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
     "attack": {"name": "gaussian", "fraction": 0.2, "eps": 1.0}, "recipe": {"epochs": 8},
-    "methods": ["gd", "ga"], "budgets": [0.02, 0.04], "trials": 3, "seeds": [0],
+    "methods": ["gd", "ga"], "budgets": [0.02, 0.04], "trials": 3, "seeds": [0], "fresh_seeds": [1, 2],
     "spaces": {
         # A range a user got wrong: lr = -1 makes torch's SGD raise, so that trial must be FAILED.
         "gd": {"params": {"lr": {"low": -1.0, "high": 0.1}}, "points": [{"lr": -1.0}]},
@@ -42,7 +42,7 @@ def _tune_trial_ids(workdir: Path, method: str) -> set[str]:
 
 def test_every_tune_trial_has_exactly_one_child_run(swept):
     result, runs, _ = swept
-    trials = runs[runs["tags.level"] == "trial"]
+    trials = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune")]
     for method in ("gd", "ga"):
         ray_ids = _tune_trial_ids(result.workdir, method)
         mine = trials[trials["tags.method"] == method]["tags.trial_id"]
@@ -56,7 +56,7 @@ def test_every_tune_trial_has_exactly_one_child_run(swept):
 
 def test_a_trial_that_raises_is_failed_with_its_error(swept):
     _, runs, lines = swept
-    gd = runs[(runs["tags.method"] == "gd") & (runs["tags.level"] == "trial")]
+    gd = runs[(runs["tags.method"] == "gd") & (runs["tags.phase"] == "tune")]
     failed = gd[gd["params.lr"] == "-1.0"]
     assert list(failed["status"]) == ["FAILED"]
     assert "Invalid learning rate" in failed.iloc[0]["tags.error"]
@@ -65,17 +65,17 @@ def test_a_trial_that_raises_is_failed_with_its_error(swept):
 
 def test_a_diverged_trial_gets_the_penalised_objective_and_does_not_win(swept):
     result, runs, _ = swept
-    ga = runs[(runs["tags.method"] == "ga") & (runs["tags.level"] == "trial")]
+    ga = runs[(runs["tags.method"] == "ga") & (runs["tags.phase"] == "tune")]
     diverged = ga[ga["params.lr"] == "10000.0"].iloc[0]
     assert diverged["metrics.objective"] == DIVERGED and diverged["tags.diverged"] == "true"
     summary = result.summary
     ga_rows = summary[summary.method == "ga"]
-    assert (ga_rows.objective > DIVERGED).all() and not (ga_rows.trial_id == diverged["tags.trial_id"]).any()
+    assert (ga_rows.objective_tuning > DIVERGED).all() and not (ga_rows.trial_id == diverged["tags.trial_id"]).any()
 
 
 def test_metrics_are_stepped_by_checkpoint(swept):
     result, runs, _ = swept
-    run = runs[(runs["tags.method"] == "ga") & (runs["status"] == "FINISHED")].iloc[0]
+    run = runs[(runs["tags.method"] == "ga") & (runs["status"] == "FINISHED") & (runs["tags.phase"] == "tune")].iloc[0]
     history = mlflow.MlflowClient(result.tracking_uri).get_metric_history(run["run_id"], "removal")
     assert [m.step for m in history] == [20, 40]  # budget in per-mille of retraining cost
 
@@ -84,7 +84,8 @@ def test_report_has_every_budget_and_references_and_rebuilds_from_mlflow(swept):
     result, _, _ = swept
     s = pd.read_csv(result.report_dir / "summary.csv")
     for column in ["attack", "method", "budget", "removal", "acc_val", "acc_test", "gus_z", "cost_units",
-                   "n_trials", "status"]:
+                   "n_trials", "status", "removal_ci_low", "removal_ci_high", "removal_tuning",
+                   "equivalent_to_retrain", "tuning_cost_retrains", "pareto"]:
         assert column in s.columns
     assert set(s[s.method == "ga"].budget) == {0.02, 0.04}
     assert set(s.method) == {"none", "retrain", "gd", "ga"}
@@ -98,4 +99,20 @@ def test_report_files_are_logged_to_the_parent_runs(swept):
     result, runs, _ = swept
     parent = runs[(runs["tags.level"] == "parent") & (runs["tags.method"] == "gd")].iloc[0]
     names = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(parent["run_id"], "report")}
-    assert {"report/summary.csv", "report/removal_vs_budget.png"} <= names
+    assert {"report/summary.csv", "report/removal_vs_budget.png", "report/report.html", "report/pareto.png"} <= names
+
+
+def test_chosen_configurations_are_re_measured_on_fresh_seeds(swept):
+    result, runs, _ = swept
+    fresh = runs[runs["tags.phase"] == "fresh"]
+    assert set(fresh["tags.seed"]) == {"1", "2"}
+    s = result.summary
+    for _, row in s[(s.method == "gd") & (s.status == "ok")].iterrows():
+        mine = fresh[fresh["tags.selected_from"] == row.trial_id]
+        assert len(mine) == 2 and f"{row.budget:g}" in mine.iloc[0]["tags.selected_for"]
+        history = [mlflow.MlflowClient(result.tracking_uri).get_metric_history(r, "removal") for r in mine.run_id]
+        values = [m.value for h in history for m in h if m.step == round(row.budget * 1000)]
+        assert row.removal == pytest.approx(sum(values) / 2)  # fresh mean, not the tuning value
+        assert row.n_fresh == 2 and row.removal_ci_low <= row.removal <= row.removal_ci_high
+    for ref in ("none", "retrain"):  # references measured on the same fresh seeds
+        assert len(fresh[fresh["tags.method"] == ref]) == 2

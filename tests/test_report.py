@@ -1,0 +1,83 @@
+"""Report statistics on hand-made checkpoint rows (the numbers are chosen so each rule can fail)."""
+import json
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sweeper import config, report
+
+
+def test_t_interval_matches_the_textbook_formula():
+    mean, lo, hi = report.t_interval([0.8, 0.9, 1.0])
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert mean == pytest.approx(0.9) and lo == pytest.approx(0.9 - half) and hi == pytest.approx(0.9 + half)
+    assert math.isnan(report.t_interval([0.5])[1])
+
+
+def ref(method, phase, seed, effect, acc=0.98, se=0.05):
+    return {"attack": "gaussian", "method": method, "trial_id": method, "phase": phase, "seed": seed,
+            "run_status": "FINISHED", "hparams": "{}", "budget": 0.0 if method == "none" else 1.0,
+            "attack/effect": effect, "attack/effect_se": se, "acc/val": acc, "acc/test": acc, "removal": 0.0,
+            "objective": 0.0, "cost/fraction": 0.0, "cost/units": 0, "cost/seconds": 0.0, "mia/auc": 0.5,
+            "gus/sum": -effect * 100, "gus/n_valid": 100}
+
+
+def trial(tid, budget, objective, removal, phase="tune", seed=None, source=None, acc=0.98, lr=0.1):
+    return {**ref("gd", phase, seed, 0.1, acc), "method": "gd", "trial_id": tid, "budget": budget,
+            "objective": objective, "removal": removal, "hparams": json.dumps({"lr": lr}),
+            "source_trial": source, "cost/fraction": budget, "n_seeds": 3}
+
+
+def rows(fresh_removals=(0.95, 0.97, 0.96), fresh_acc=0.98):
+    out = [ref("none", "tune", None, 0.3), ref("retrain", "tune", None, 0.0)]
+    out += [ref(m, "fresh", s, e) for s in (10, 11, 12) for m, e in (("none", 0.3), ("retrain", 0.0))]
+    out += [trial("a", 0.02, 0.5, 0.5), trial("a", 0.04, 0.99, 0.99),          # a wins both budgets
+            trial("b", 0.02, 0.2, 0.2), trial("b", 0.04, -1.2, 0.99, lr=1.0)]  # b: accuracy penalty
+    out += [trial(f"a-fresh{s}", b, r, r, "fresh", s, "a", fresh_acc) for s, r in zip((10, 11, 12), fresh_removals)
+            for b in (0.02, 0.04)]
+    return pd.DataFrame(out)
+
+
+def test_selection_then_fresh_measurement():
+    s = report.summarize(rows())
+    gd = s[(s.method == "gd") & (s.budget == 0.04)].iloc[0]
+    assert gd.trial_id == "a" and gd.removal_tuning == 0.99
+    assert gd.removal == pytest.approx(0.96) and gd.n_fresh == 3 and gd.n_trials == 2
+    assert gd.tuning_cost_retrains == pytest.approx((0.04 + 0.04) * 3)  # both trials ran to 0.04, 3 seeds
+    assert gd.equivalent_to_retrain  # lower bound 0.96 - 0.025 > 0.9 and accuracy kept
+
+
+def test_equivalence_needs_the_lower_bound_and_the_accuracy():
+    wide = report.summarize(rows(fresh_removals=(0.7, 1.2, 0.95)))
+    assert not wide[(wide.method == "gd") & (wide.budget == 0.04)].iloc[0].equivalent_to_retrain
+    lossy = report.summarize(rows(fresh_acc=0.95))
+    assert not lossy[(lossy.method == "gd") & (lossy.budget == 0.04)].iloc[0].equivalent_to_retrain
+    eq = report.equivalence(report.summarize(rows()))
+    assert eq.iloc[0].smallest_equivalent_budget == "0.02"
+
+
+def test_ineffective_attack_gives_no_removal():
+    r = rows()
+    r.loc[r.method == "none", "attack/effect"] = 0.01  # within 3 standard errors of 0
+    s = report.summarize(r)
+    assert set(s.status) == {"attack_ineffective"} and s[s.method == "gd"].removal.isna().all()
+
+
+def test_pareto_marks_non_dominated_points():
+    s = pd.DataFrame({"attack": ["x"] * 3, "status": ["ok"] * 3, "cost_fraction": [0.02, 0.04, 0.06],
+                      "removal": [0.3, 0.2, 0.5]})
+    assert report.pareto_front(s) == [True, False, True]
+
+
+def test_importance_says_when_there_are_too_few_trials():
+    imp = report.importance(pd.DataFrame([trial("a", 0.02, 0.5, 0.5)]), lambda m: config.search_space(m))
+    assert "too few trials (1 < 20)" in imp.iloc[0].importance
+
+
+def test_importance_ranks_the_parameter_that_matters():
+    tune = pd.DataFrame([trial(f"t{i}", 0.1, -abs(math.log10(lr) + 2), 0.0, lr=lr)
+                         for i, lr in enumerate([10 ** (-4 + 3 * k / 24) for k in range(25)])])
+    imp = report.importance(tune, lambda m: config.search_space(m))
+    assert list(imp.parameter) == ["lr"] and imp.iloc[0].importance == pytest.approx(1.0)
