@@ -71,6 +71,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import pandas as pd
+
+    from .sweep import compare_sweeps
+
+    table = compare_sweeps(args.sweeps, args.workdir, args.tracking_uri)
+    if args.out:
+        table.to_csv(args.out, index=False)
+    with pd.option_context("display.width", 220, "display.max_rows", 1000, "display.max_columns", 50):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -105,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--sweep", help="sweep name (default: the newest in the tracking store)")
     rp.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     rp.set_defaults(fn=cmd_report)
+    c = sub.add_parser("compare", help="put sweeps side by side (removal ± 95%% half-width, status) from MLflow")
+    c.add_argument("sweeps", nargs="+", help="two or more sweep names (MLflow experiments)")
+    c.add_argument("--workdir", default="sweeper-work", help="work directory of the tracking store")
+    c.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    c.add_argument("--out", help="also write the table to this CSV file")
+    c.set_defaults(fn=cmd_compare)
     return p
 
 

@@ -203,8 +203,7 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
         parents += open_parents.values()
         tables = {m: [] for m in open_parents}
         _references(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
-        for method in exp.methods:
-            _tune(exp, scenario.attack, method, base, wd, tracker, tags, tuning, open_parents, tables, progress)
+        _tune(exp, scenario.attack, base, wd, tracker, tags, tuning, open_parents, tables, progress)
         _fresh(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
         for method, parent in open_parents.items():
             tracker.end_parent(parent, tables[method])
@@ -218,15 +217,17 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
     return SweepResult(sweep, wd, uri, summary, folder)
 
 
-def _tune(exp, attack, method, base, wd, tracker, tags, tuning, parents, tables, progress) -> None:
+def _tune(exp, attack, base, wd, tracker, tags, tuning, parents, tables, progress) -> None:
     tags = {**tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
-    listener = Listener(tracker, parents[method], attack, method, tags, exp.trials, progress)
+    listeners = {m: Listener(tracker, parents[m], attack, m, tags, exp.trials, progress) for m in exp.methods}
     try:
-        tuning.tune_method(exp, attack, method, exp.trials, {**base, "method": method}, wd / "ray", listener)
+        tuning.tune_attack(exp, attack, {m: {**base, "method": m} for m in exp.methods}, wd / "ray", listeners)
     except BaseException:
-        tracker.end_parent(parents[method], listener.table(), "FAILED")
+        for m, listener in listeners.items():
+            tracker.end_parent(parents[m], listener.table(), "FAILED")
         raise
-    tables[method] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
+    for m, listener in listeners.items():
+        tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
 
 
 def _log_plain(tracker, parent, name, hparams, tags, result, extra) -> list[dict]:
@@ -298,3 +299,28 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
     summary = report.write(tracker.read_rows(), folder, logged.get("delta", config.DEFAULT_DELTA),
                            lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}")
     return SweepResult(sweep, wd, uri, summary, folder)
+
+
+def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work",
+                   tracking_uri: str | None = None) -> pd.DataFrame:
+    """Sweeps side by side from MLflow alone: removal (fresh mean ± 95% half-width) and status per
+    (attack, method, budget), one column group per sweep."""
+    from . import tracking
+
+    wd = Path(workdir).expanduser().resolve()
+    uri = tracking_uri or tracking.default_uri(wd)
+    tracking.check_server(uri)
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise SweeperError("compare needs at least two different sweep names")
+    known = tracking.sweeps(uri) if not uri.startswith("sqlite:///") or Path(uri[10:]).exists() else []
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise SweeperError(f"no sweep named {', '.join(missing)} in {uri} (known: {', '.join(known) or 'none'})")
+    frames = []
+    for name in names:
+        tracker = tracking.Tracker(uri, name, wd)
+        logged = tracker.read_experiment()
+        s = report.summarize(tracker.read_rows(), logged.get("delta", config.DEFAULT_DELTA))
+        s = s.set_index(["attack", "method", "budget"])[["removal", "removal_halfwidth", "acc_test", "status"]]
+        frames.append(s.add_prefix(f"{name}:"))
+    return pd.concat(frames, axis=1).reset_index()

@@ -1,12 +1,14 @@
 """The Ray edge (the only module that imports Ray): start or join Ray, build base models as Ray tasks,
-and tune one method as one Tuner with one Optuna study and one ASHA scheduler.
+and tune every method of one attack in one Tuner.
 
-Why one Tuner per (attack, method) rather than one Tuner with a routing searcher: ASHA compares a
-trial's objective with every other trial at the same rung, so a shared scheduler would stop a weak
-method's trials because a *different* method is better, which is not the question; per-method
-schedulers inside one Tuner would need a hand-written scheduler multiplexer. Separate Tuners keep one
-study and one scheduler per method by construction, at ~2 s fixed cost each (measured in
-benchmarks/sweep_overhead.py)."""
+One Tuner per attack, with a routing searcher (one Optuna study per method) and a routing scheduler
+(one ASHA per method). Why not one Tuner per method: each Tuner costs ~2-3 s of fixed set-up here (new
+trial actors, each importing torch) and leaves slots idle while its last trials finish; with 13
+methods that was ~30% of the quickstart's slot time outside trials. Why not one plain Tuner with one
+ASHA: ASHA compares a trial with every other trial at the same rung, so it would stop a weak method's
+trials because a *different* method is better, which is not the question. Routing keeps exactly one
+study and one scheduler per method, with equal trial counts, inside a single Tuner whose actors are
+reused across methods and whose slots stay busy until the very end."""
 from __future__ import annotations
 
 import os
@@ -14,7 +16,7 @@ import socket
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -23,7 +25,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from . import spaces  # noqa: E402
@@ -141,33 +144,101 @@ def _task_resources() -> dict:
     return {"num_gpus": GPU_PER_TRIAL} if slots().gpus else {}
 
 
-# -- one method, one Tuner -------------------------------------------------------------------------------
-def _trainable(hparams: dict, base: dict) -> None:
-    rows = run_trial({**base, "hparams": hparams}, on_checkpoint=tune.report)
+# -- one attack, one Tuner; one Optuna study and one ASHA per method ------------------------------------
+def _trainable(config: dict, bases: dict) -> None:
+    base = bases[config["method"]]
+    rows = run_trial({**base, "hparams": config["hparams"]}, on_checkpoint=tune.report)
     if not rows:  # a fixed-cost method over every checkpoint: tell the searcher it achieved nothing
         tune.report({"budget": base["budgets"][-1], "objective": DIVERGED, "over_budget": 1.0})
 
 
-class _Forward(tune.Callback):
-    """Driver-side Tune callback -> the listener (which writes MLflow and prints progress)."""
+class RoutingSearcher(Searcher):
+    """One OptunaSearch per method. Suggests method by method (each study sees its own earlier results
+    before most of its proposals, as it would alone); the next method's trials start while the previous
+    method's last ones run. Configs are {"method": name, "hparams": {...}}."""
 
-    def __init__(self, listener: TrialListener, max_budget: float):
-        self.listener, self.max_budget = listener, max_budget
+    def __init__(self, studies: dict[str, OptunaSearch], trials: int):
+        super().__init__(metric="objective", mode="max")
+        self.studies, self.left = studies, {m: trials for m in studies}
+        self.owner: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # each study has its own space, metric and mode
+
+    def suggest(self, trial_id: str):
+        for method, left in self.left.items():
+            if left == 0:
+                continue
+            hparams = self.studies[method].suggest(trial_id)
+            if hparams is None:
+                return None
+            self.owner[trial_id] = method
+            self.left[method] -= 1
+            return {"method": method, "hparams": hparams}
+        return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.studies[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.studies[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+
+
+class RoutingScheduler(FIFOScheduler):
+    """One ASHA per method: a trial is compared only with trials of its own method."""
+
+    def __init__(self, make: Callable[[], ASHAScheduler]):
+        super().__init__()
+        self._make, self._per_method = make, {}
+
+    def _for(self, trial):
+        return self._per_method.setdefault(trial.config["method"], self._make())
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tc, trial):
+        self._for(trial).on_trial_add(tc, trial)
+
+    def on_trial_error(self, tc, trial):
+        self._for(trial).on_trial_error(tc, trial)
+
+    def on_trial_result(self, tc, trial, result):
+        return self._for(trial).on_trial_result(tc, trial, result)
+
+    def on_trial_complete(self, tc, trial, result):
+        self._for(trial).on_trial_complete(tc, trial, result)
+
+    def on_trial_remove(self, tc, trial):
+        self._for(trial).on_trial_remove(tc, trial)
+
+    def debug_string(self) -> str:
+        return "per-method ASHA: " + ", ".join(self._per_method)
+
+
+class _Forward(tune.Callback):
+    """Driver-side Tune callback -> the method's listener (which writes MLflow and prints progress)."""
+
+    def __init__(self, listeners: dict[str, TrialListener], max_budget: float):
+        self.listeners, self.max_budget = listeners, max_budget
+
+    def _to(self, trial) -> TrialListener:
+        return self.listeners[trial.config["method"]]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.listener.trial_started(trial.trial_id, dict(trial.config))
+        self._to(trial).trial_started(trial.trial_id, dict(trial.config["hparams"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {k: v for k, v in result.items() if "/" in k or k in ("budget", "removal", "objective", "over_budget")}
-        self.listener.trial_result(trial.trial_id, keep)
+        self._to(trial).trial_result(trial.trial_id, keep)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = (trial.last_result or {}).get("budget", 0.0)
         stopped_early = last < self.max_budget - 1e-12
-        self.listener.trial_finished(trial.trial_id, "KILLED" if stopped_early else "FINISHED", None)
+        self._to(trial).trial_finished(trial.trial_id, "KILLED" if stopped_early else "FINISHED", None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.listener.trial_finished(trial.trial_id, "FAILED", _error_text(trial))
+        self._to(trial).trial_finished(trial.trial_id, "FAILED", _error_text(trial))
 
 
 def _error_text(trial) -> str:
@@ -182,28 +253,34 @@ def study_seed(sweep_seed: int, attack: str, method: str) -> int:
     return (sweep_seed * 1_000_003 + zlib.crc32(f"{attack}/{method}".encode())) % (2**31)
 
 
-def tune_method(exp: Experiment, attack: str, method: str, trials: int, base: dict, storage: Path,
-                listener: TrialListener, sweep_seed: int = 0) -> None:
-    """Optuna proposes (signature defaults first, then the space's listed points), ASHA stops weak
-    trials at checkpoints (time_attr = nominal budget), every trial reports the whole curve."""
-    space = exp.search_space(method)
+def _study(exp: Experiment, attack: str, method: str, sweep_seed: int) -> OptunaSearch:
+    """Optuna proposes the signature defaults first, then the space's listed points, then TPE."""
     from . import methods as _methods
     from .registry import methods
 
+    space = exp.search_space(method)
     defaults = _methods.hyperparameters(methods.get(method))
-    searcher = OptunaSearch(space=space.params, metric="objective", mode="max",
-                            points_to_evaluate=[defaults, *space.points],
-                            sampler=spaces.sampler(study_seed(sweep_seed, attack, method)))
-    scheduler = ASHAScheduler(time_attr="budget", metric="objective", mode="max",
-                              grace_period=exp.budgets[0], max_t=exp.budgets[-1],
-                              reduction_factor=REDUCTION_FACTOR)
+    return OptunaSearch(space=space.params, metric="objective", mode="max",
+                        points_to_evaluate=[defaults, *space.points],
+                        sampler=spaces.sampler(study_seed(sweep_seed, attack, method)))
+
+
+def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
+                listeners: dict[str, TrialListener], sweep_seed: int = 0) -> None:
+    """Every method of `exp` against one attack: `exp.trials` trials each, ASHA stopping weak trials
+    at checkpoints (time_attr = nominal budget), every trial reporting its whole curve."""
+    searcher = RoutingSearcher({m: _study(exp, attack, m, sweep_seed) for m in exp.methods}, exp.trials)
+    scheduler = RoutingScheduler(lambda: ASHAScheduler(
+        time_attr="budget", metric="objective", mode="max", grace_period=exp.budgets[0],
+        max_t=exp.budgets[-1], reduction_factor=REDUCTION_FACTOR))
     s = slots()
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_trainable, base=base), s.resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
+        tune.with_resources(tune.with_parameters(_trainable, bases=bases), s.resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=exp.trials * len(exp.methods),
                                     max_concurrent_trials=s.concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=f"{attack}-{method}", storage_path=str(storage),
-                                  callbacks=[_Forward(listener, exp.budgets[-1])], verbose=0,
+        run_config=tune.RunConfig(name=attack, storage_path=str(storage),
+                                  callbacks=[_Forward(listeners, exp.budgets[-1])], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()

@@ -1,5 +1,6 @@
 """End to end through real Ray Tune, real Optuna and a real MLflow SQLite file, read back with
 mlflow.search_runs."""
+import json
 from pathlib import Path
 
 import mlflow
@@ -36,8 +37,10 @@ def swept(tmp_path_factory, ray_session):
 
 
 def _tune_trial_ids(workdir: Path, method: str) -> set[str]:
-    """Ray's own record of the trials it ran (its per-trial folders), independent of our callback."""
-    return {p.name.split("_")[2] for p in (workdir / "ray" / f"gaussian-{method}").glob("_trainable_*")}
+    """Ray's own record of the trials it ran (its per-trial folders and their params.json),
+    independent of our callback."""
+    return {p.parent.name.split("_")[2] for p in (workdir / "ray" / "gaussian").glob("_trainable_*/params.json")
+            if json.loads(p.read_text())["method"] == method}
 
 
 def test_every_tune_trial_has_exactly_one_child_run(swept):
@@ -116,3 +119,22 @@ def test_chosen_configurations_are_re_measured_on_fresh_seeds(swept):
         assert row.n_fresh == 2 and row.removal_ci_low <= row.removal <= row.removal_ci_high
     for ref in ("none", "retrain"):  # references measured on the same fresh seeds
         assert len(fresh[fresh["tags.method"] == ref]) == 2
+
+
+@pytest.mark.slow
+def test_compare_puts_two_sweeps_side_by_side(swept, capsys):
+    from sweeper import cli
+
+    result, _, _ = swept
+    small = {**EXPERIMENT, "methods": ["gd"], "trials": 1, "spaces": {}}
+    path = result.workdir.parent / "small.yaml"
+    path.write_text(yaml.safe_dump(small))
+    second = sweep.run_sweep(path, workdir=result.workdir, progress=lambda _: None)
+    assert second.name == "e2e-2"  # the name was taken: numbered, never mixed into the first sweep
+    table = sweep.compare_sweeps(["e2e", "e2e-2"], result.workdir)
+    assert {"e2e:removal", "e2e-2:removal", "e2e:status", "e2e-2:status"} <= set(table.columns)
+    gd = table[(table.method == "gd") & (table.budget == 0.04)].iloc[0]
+    assert gd["e2e-2:status"] in ("ok", "accuracy_violated", "attack_ineffective")
+    assert table[table.method == "ga"]["e2e-2:status"].isna().all()  # ga only in the first sweep
+    assert cli.main(["compare", "e2e", "nope", "--workdir", str(result.workdir)]) == 2
+    assert "no sweep named nope" in capsys.readouterr().err

@@ -12,7 +12,7 @@ the parameters' norm) run until its clean training accuracy has fallen by `low_d
 copies of random clean points with a uniformly random other label, and their inputs are optimised with
 Adam on ‖G_clean + G_poison + N·wd·θ_low‖² / ‖G_clean + N·wd·θ_low‖² (G = summed loss gradients at θ_low
 in eval mode; wd the recipe's default weight decay), kept inside the pixel box [0, 1] as in the authors'
-code. Poisons are added to the training set (S_clean stays whole); the residual to each poison's base
+code (`box=False` lifts that, beyond the paper). Poisons are added to the training set (S_clean stays whole); the residual to each poison's base
 image is a float, unbounded but for the box.
 
 Effect = test error rate (1 − accuracy) on points `craft` holds out of the training split; with
@@ -69,7 +69,7 @@ def _cancel_loss(model, x_p, y_p, fixed):
 
 def craft(train: Split, *, seed: int, fraction: float = 0.03, steps: int = 1000, lr: float = 0.01,
           low_drop: float = 0.5, low_step: float = 0.01, surrogate_width: int = 16, surrogate_epochs: int = 60,
-          eval_fraction: float = 0.1, num_classes: int = 10) -> Poisoning:
+          eval_fraction: float = 0.1, box: bool = True, num_classes: int = 10) -> Poisoning:
     start = time.perf_counter()
     clean, held = hold_out(train, round(eval_fraction * len(train)), seed)
     model, units = surrogate(clean, seed=seed, width=surrogate_width, epochs=surrogate_epochs,
@@ -90,8 +90,9 @@ def craft(train: Split, *, seed: int, fraction: float = 0.03, steps: int = 1000,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            x_p.clamp_(0, 1)
+        if box:
+            with torch.no_grad():
+                x_p.clamp_(0, 1)
     units += 3 * n + steps * 6 * n_poison
     final = float(_cancel_loss(model, x_p.detach(), y_p, fixed).detach())
     x = torch.cat([clean.x, x_p.detach()])

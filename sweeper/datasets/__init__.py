@@ -1,2 +1,2 @@
 """Data sets, registered by name: a loader `load(**params) -> DataSet` with fixed splits."""
-from . import digits  # noqa: F401  (registers)
+from . import digits, digits_up  # noqa: F401  (registers)
