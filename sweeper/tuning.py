@@ -12,6 +12,7 @@ reused across methods and whose slots stay busy until the very end."""
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import zlib
 from dataclasses import dataclass
@@ -182,6 +183,20 @@ class RoutingSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.studies[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune checkpoints the searcher with the experiment, so a restored sweep resumes every study."""
+        state = {"owner": self.owner, "left": self.left,
+                 "studies": {m: study.__dict__.copy() for m, study in self.studies.items()}}
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.owner, self.left = state["owner"], state["left"]
+        for m, study_state in state["studies"].items():
+            self.studies[m].__dict__.update(study_state)
 
 
 class RoutingScheduler(FIFOScheduler):

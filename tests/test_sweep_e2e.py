@@ -138,3 +138,21 @@ def test_compare_puts_two_sweeps_side_by_side(swept, capsys):
     assert table[table.method == "ga"]["e2e-2:status"].isna().all()  # ga only in the first sweep
     assert cli.main(["compare", "e2e", "nope", "--workdir", str(result.workdir)]) == 2
     assert "no sweep named nope" in capsys.readouterr().err
+
+
+def test_routing_searcher_state_survives_save_and_restore(tmp_path):
+    """Tune checkpoints the searcher so that a restored sweep resumes every method's study."""
+    from sweeper import config, tuning
+
+    exp = config.parse({**EXPERIMENT, "spaces": {}}, "e2e.yaml")
+    make = lambda: tuning.RoutingSearcher({m: tuning._study(exp, "gaussian", m, 0) for m in exp.methods}, 2)  # noqa: E731
+    a = make()
+    first = [a.suggest(f"t{i}") for i in range(3)]
+    assert [c["method"] for c in first] == ["gd", "gd", "ga"]  # method by method, equal counts
+    assert first[0]["hparams"] == {"lr": 0.01}                 # the signature default first
+    a.on_trial_complete("t0", {"objective": 0.1, "budget": 0.04})
+    a.save(str(tmp_path / "searcher.pkl"))
+    b = make()
+    b.restore(str(tmp_path / "searcher.pkl"))
+    assert b.left == a.left == {"gd": 0, "ga": 1} and b.owner == a.owner
+    assert b.suggest("t3")["method"] == "ga" and b.suggest("t4") == "FINISHED"
