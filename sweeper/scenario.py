@@ -26,7 +26,7 @@ from .models import BlockModel
 from .registry import attacks, datasets, models
 from .training import Recipe, train_from_scratch
 
-BASE_VERSION = 1  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 2  # bump when training, crafting or evaluation code changes what a cached model means
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,7 @@ class SeedEvaluator:
         self.attack = attacks.get(base.scenario.attack)
         self.poisoning = _moved(base, device)
         self.val, self.test = base.data.val.to(device), base.data.test.to(device)
-        copies = max(1, math.ceil(MIA_MIN_NONMEMBERS / len(base.data.test)))
-        self.nonmembers = self.attack.mia_nonmembers(base.data.test, base.poisoning.context, seed=base.seed,
-                                                     copies=copies).to(device)
+        self.nonmembers = self._nonmembers(base).to(device)
         refs = base.manifest["metrics"]
         self.m_poisoned = refs["poisoned"]["attack/effect"]
         exact = getattr(self.attack, "RETRAIN_EFFECT", None)
@@ -67,15 +65,33 @@ class SeedEvaluator:
         self.acc_val_retrain = refs["retrain"]["acc/val"]
         self.accuracy_constrained = not getattr(self.attack, "ACCURACY_IS_EFFECT", False)
 
+    def _nonmembers(self, base: BaseModels):
+        """At least MIA_MIN_NONMEMBERS transformed held-out points (attacks may filter the held-out set)."""
+        make = lambda copies: self.attack.mia_nonmembers(base.data.test, base.poisoning.context,  # noqa: E731
+                                                         seed=base.seed, copies=copies)
+        one = make(1)
+        return one if len(one) >= MIA_MIN_NONMEMBERS else make(math.ceil(MIA_MIN_NONMEMBERS / max(1, len(one))))
+
     def __call__(self, model: torch.nn.Module) -> Metrics:
         m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
         m.update(self.attack.effect(model, self.poisoning.context))
         m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
         m["retrain/acc_val"] = self.acc_val_retrain  # the reference the objective's constraint uses
-        m["objective"] = objective(m["removal"], m["acc/val"], self.acc_val_retrain,
-                                   accuracy_constrained=self.accuracy_constrained, metrics=m)
+        m["attack/ineffective"] = float(not self.m_poisoned - self.m_retrain > 0)
+        m["objective"] = seed_objective(m, self.accuracy_constrained)
         return m
+
+
+def seed_objective(m: Metrics, accuracy_constrained: bool) -> float:
+    """The objective; where the attack had no effect on this seed, removal is undefined (NaN), which
+    is not divergence: the objective then scores accuracy only (0 when it is kept)."""
+    if m.get("attack/ineffective"):
+        rest = {k: v for k, v in m.items() if k != "removal"}
+        return objective(0.0, m["acc/val"], m["retrain/acc_val"], accuracy_constrained=accuracy_constrained,
+                         metrics=rest)
+    return objective(m["removal"], m["acc/val"], m["retrain/acc_val"],
+                     accuracy_constrained=accuracy_constrained, metrics=m)
 
 
 def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> None:
@@ -111,6 +127,9 @@ def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
     effect's standard error as that of a mean, and the objective recomputed from the pooled removal
     and accuracies (a mean of per-seed objectives would mix penalties with removals)."""
     out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    effective = [r["removal"] for r in rows if not r.get("attack/ineffective")]
+    out["removal"] = sum(effective) / len(effective) if effective else math.nan
+    out["attack/ineffective"] = float(not effective)
     if "gus/sum" in rows[0]:
         n = sum(r["gus/n_valid"] for r in rows)
         total = sum(r["gus/sum"] for r in rows)
@@ -121,8 +140,7 @@ def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
     if any(r["objective"] == DIVERGED for r in rows):
         out["objective"] = DIVERGED  # a diverged seed marks the trial
     else:
-        out["objective"] = objective(out["removal"], out["acc/val"], out["retrain/acc_val"],
-                                     accuracy_constrained=accuracy_constrained, metrics=out)
+        out["objective"] = seed_objective(out, accuracy_constrained)
     return out
 
 

@@ -81,3 +81,18 @@ def test_pooled_objective_is_recomputed_not_averaged():
     assert pooled["acc/val"] == pytest.approx(0.93)
     assert pooled["objective"] == pytest.approx(-1.06)
     assert pooled["attack/effect_se"] == pytest.approx(0.1 / math.sqrt(2))
+
+
+def test_an_ineffective_seed_is_not_a_diverged_one():
+    """m_poisoned == m_retrain on a seed: removal is undefined, the objective scores accuracy only."""
+    from sweeper.metrics import DIVERGED
+    from sweeper.trial import pool, seed_objective
+
+    row = {"removal": math.nan, "acc/val": 0.98, "retrain/acc_val": 0.99, "attack/ineffective": 1.0,
+           "attack/effect_se": 0.1}
+    assert seed_objective(row, True) == 0.0
+    assert seed_objective({**row, "acc/val": 0.5}, True) == pytest.approx(-1.49)
+    pooled = pool([{**row, "objective": 0.0}, {**row, "objective": 0.0}])
+    assert math.isnan(pooled["removal"]) and pooled["objective"] != DIVERGED
+    mixed = pool([{**row, "objective": 0.0}, {**row, "removal": 0.4, "attack/ineffective": 0.0, "objective": 0.4}])
+    assert mixed["removal"] == pytest.approx(0.4) and mixed["objective"] == pytest.approx(0.4)
