@@ -48,6 +48,12 @@ def t_interval(values) -> tuple[float, float, float]:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
+def noninferior(ci_low: float, acc: float, retrain_acc: float, delta: float) -> bool:
+    """DESIGN §3 "equivalent to retrain": the lower 95% bound of removal above 1 − δ and accuracy within
+    EQUIVALENT_ACC of retrain's."""
+    return bool(math.isfinite(ci_low) and ci_low > 1 - delta and acc >= retrain_acc - EQUIVALENT_ACC)
+
+
 def pooled_z(rows: pd.DataFrame) -> float:
     if "gus/sum" not in rows or rows["gus/n_valid"].sum() == 0:
         return math.nan
@@ -184,9 +190,8 @@ def _method_row(attack, method, budget, best, fresh, worked, spent, retrain_acc,
     row["status"] = _status(row, worked)
     if row["status"] in ("attack_ineffective", "diverged"):
         row["removal"] = math.nan
-    row["equivalent_to_retrain"] = bool(
-        row["status"] == "ok" and math.isfinite(row.get("removal_ci_low", math.nan))
-        and row["removal_ci_low"] > 1 - delta and row["acc_test"] >= retrain_acc - EQUIVALENT_ACC)
+    row["equivalent_to_retrain"] = row["status"] == "ok" and noninferior(
+        row.get("removal_ci_low", math.nan), row["acc_test"], retrain_acc, delta)
     return row
 
 

@@ -81,3 +81,28 @@ def test_importance_ranks_the_parameter_that_matters():
                          for i, lr in enumerate([10 ** (-4 + 3 * k / 24) for k in range(25)])])
     imp = report.importance(tune, lambda m: config.search_space(m))
     assert list(imp.parameter) == ["lr"] and imp.iloc[0].importance == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_t_interval_covers_the_true_mean_95_percent_of_the_time(n):
+    """2,000 simulated experiments of n fresh seeds each (normal noise, seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1234 + n)
+    true_mean, sd, reps = 0.7, 0.2, 2000
+    covered = 0
+    for _ in range(reps):
+        _, lo, hi = report.t_interval(rng.normal(true_mean, sd, n).tolist())
+        covered += lo <= true_mean <= hi
+    assert 0.93 <= covered / reps <= 0.97
+
+
+@pytest.mark.parametrize("ci_low, acc, verdict", [
+    (0.901, 0.98, True),    # just above the margin 1 − δ = 0.9
+    (0.899, 0.98, False),   # just below
+    (0.95, 0.969, True),    # accuracy 0.011 below retrain's: within 0.02
+    (0.95, 0.959, False),   # 0.021 below: not equivalent however much it removes
+    (float("nan"), 0.98, False),  # no interval (one seed): no verdict
+])
+def test_noninferiority_verdict_on_both_sides_of_its_margins(ci_low, acc, verdict):
+    assert report.noninferior(ci_low, acc, retrain_acc=0.98, delta=0.1) is verdict

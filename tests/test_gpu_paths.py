@@ -1,0 +1,51 @@
+"""GPU code paths, selected by device availability: testable without a GPU through Ray's logical GPUs."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sweeper import tuning
+from sweeper.trial import pick_device, run_trial
+
+
+def test_trials_ask_for_a_fraction_of_a_gpu_when_the_cluster_has_gpus():
+    assert tuning.Slots(cpus=2, gpus=0).resources == {"cpu": 1}
+    assert tuning.Slots(cpus=16, gpus=1).resources == {"cpu": 1, "gpu": tuning.GPU_PER_TRIAL}
+    assert tuning.Slots(cpus=16, gpus=1).concurrent == int(1 / tuning.GPU_PER_TRIAL)
+    assert tuning.Slots(cpus=2, gpus=1).concurrent == 2  # CPUs bound it too
+
+
+def test_auto_device_follows_availability():
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.slow
+def test_a_sweep_schedules_on_a_logical_gpu(tmp_path):
+    """Ray with one logical GPU (no real one): trials request 0.25 GPU each and still run (on the CPU)."""
+    code = textwrap.dedent(f"""
+        import yaml
+        from sweeper import tuning, sweep
+        tuning.start(num_cpus=2, num_gpus=1)
+        assert tuning.slots().resources == {{"cpu": 1, "gpu": 0.25}}
+        path = "{tmp_path}/g.yaml"
+        yaml.safe_dump({{"name": "g", "dataset": "digits", "model": {{"name": "small_cnn", "width": 8}},
+                        "attack": "gaussian", "recipe": {{"epochs": 4}}, "methods": ["gd"], "budgets": [0.02],
+                        "trials": 2, "seeds": [0], "fresh_seeds": []}}, open(path, "w"))
+        r = sweep.run_sweep(path, workdir="{tmp_path}/wd", progress=lambda _: None)
+        print("ROWS", len(r.summary))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ROWS 3" in out.stdout  # none, retrain, gd at 0.02
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_trial_runs_on_cuda_and_agrees_with_the_cpu(tiny_scenario, base_dir):
+    cfg = {"scenario": tiny_scenario.as_dict(), "method": "gd", "base_dir": base_dir, "budgets": [0.02]}
+    cpu, cuda = run_trial({**cfg, "device": "cpu"})[0], run_trial({**cfg, "device": "cuda"})[0]
+    assert cuda["cost/units"] == cpu["cost/units"]
+    assert cuda["acc/val"] == pytest.approx(cpu["acc/val"], abs=0.02)
