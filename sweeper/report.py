@@ -326,10 +326,18 @@ def _img(path: Path) -> str:
 def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder: Path, delta: float,
               title: str) -> str:
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
-    cols = [c for c in summary.columns if not c.endswith(("_ci_low", "_ci_high"))]
+    compact = summary.copy()
+    compact["removal ± 95%"] = [f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else (f"{r:.3f}" if math.isfinite(r) else "-")
+                                for r, h in zip(compact.removal.astype(float), compact.removal_halfwidth.astype(float))]
+    cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "acc_test_tuning", "gus_z",
+            "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "equivalent_to_retrain", "pareto",
+            "status", "hparams"]
+    for c in ("n_trials", "n_fresh"):
+        compact[c] = compact[c].astype("Int64")
+    n_fresh = int(summary.n_fresh.max()) if summary.n_fresh.notna().any() else 0
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}} th{{background:#f4f4f4}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
 configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
@@ -341,7 +349,8 @@ every unit the method's search spent.</p>
 <h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
 <h2>Smallest budget equivalent to retraining</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}
-<h2>Summary</h2>{summary[cols].to_html(**fmt)}
+<h2>Summary</h2><p>One row per (attack, method, budget); every column, intervals included, is in
+<code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
 <h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
 </body></html>"""
 

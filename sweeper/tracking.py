@@ -24,8 +24,8 @@ from .errors import SweeperError
 # An unreachable server must fail fast, not after minutes of retries (STACK_NOTES).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress is ours to print
 
-import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
@@ -117,7 +117,15 @@ class Tracker:
         if experiment is None:
             raise SweeperError(f"no sweep named {self.sweep!r} in {self.uri}")
         flt = f"tags.level = '{level}'" if level else ""
-        return mlflow.search_runs([experiment.experiment_id], filter_string=flt, max_results=100000)
+        runs, token = [], None
+        while True:  # the client, not mlflow.search_runs: that one reads the global tracking URI
+            page = self.client.search_runs([experiment.experiment_id], filter_string=flt, max_results=1000,
+                                           page_token=token)
+            runs += [{"run_id": r.info.run_id, "status": r.info.status,
+                      **{f"tags.{k}": v for k, v in r.data.tags.items()}} for r in page]
+            token = page.token
+            if not token:
+                return pd.DataFrame(runs, columns=["run_id", "status"] if not runs else None)
 
     def read_rows(self) -> pd.DataFrame:
         """Every checkpoint of every trial of the sweep, from the parents' tables (one download each)."""

@@ -94,7 +94,11 @@ def test_report_has_every_budget_and_references_and_rebuilds_from_mlflow(swept):
     assert set(s.method) == {"none", "retrain", "gd", "ga"}
     assert (result.report_dir / "removal_vs_budget.png").stat().st_size > 1000
     (result.report_dir / "summary.csv").unlink()
-    rebuilt = sweep.rebuild_report(result.workdir)
+    mlflow.set_tracking_uri(f"sqlite:///{result.workdir.parent / 'elsewhere.db'}")  # the global URI must not matter
+    try:
+        rebuilt = sweep.rebuild_report(result.workdir)
+    finally:
+        mlflow.set_tracking_uri(result.tracking_uri)
     pd.testing.assert_frame_equal(rebuilt.summary.reset_index(drop=True), s, check_dtype=False)
 
 
