@@ -43,23 +43,24 @@ def main() -> None:
     rows = pd.read_csv(result.report_dir / "trials.csv")
     searched = rows[~rows.method.isin(["none", "retrain"])]
     last = searched.sort_values("budget").groupby(["method", "trial_id"]).tail(1)
-    n_seeds = len(exp.seeds)
+    n_tune = int((last.phase == "tune").sum())
     inside = float(last["trial/seconds"].sum())
-    unlearning = float((last["cost/seconds"] * n_seeds).sum())
+    unlearning = float((last["cost/seconds"] * last["n_seeds"]).sum())  # cost/seconds is a per-seed mean
     manifests = [json.loads(p.read_text()) for p in (workdir / "base").glob("*/manifest.json")]
     base = sum(sum(m["train_seconds"].values()) for m in manifests)
-    refs = float(rows[rows.method.isin(["none", "retrain"])]["trial/seconds"].sum())
+    refs = float(rows[rows.method.isin(["none", "retrain"])].groupby("trial_id")["trial/seconds"].max().sum())
     total = wall * slots
     parts = {
         "ray start": ray_start * slots,
         "base models (training)": base,
-        "trials: unlearning": unlearning,
-        "trials: evaluation + loading": inside - unlearning + refs,
+        "trials: unlearning (tuning + fresh)": unlearning,
+        "trials: evaluation + loading (incl. references)": inside - unlearning + refs,
     }
     parts["rest (scheduling, Tuner set-up, MLflow, report, idle slots)"] = total - sum(parts.values())
     print(f"experiment {exp.name} (profile {exp.profile}): {len(exp.methods)} methods x "
-          f"{args.trials or exp.trials} trials, {n_seeds} seeds, {slots} slots; wall {wall:.1f}s "
-          f"(sweep {sweep_wall:.1f}s); {len(last)} trials")
+          f"{args.trials or exp.trials} trials on {len(exp.seeds)} tuning seeds, {len(exp.fresh_seeds)} fresh seeds, "
+          f"{slots} slots; wall {wall:.1f}s (sweep {sweep_wall:.1f}s); {n_tune} tuning trials, "
+          f"{len(last) - n_tune} fresh runs")
     print(f"{'part':<62}{'slot-s':>9}{'fraction':>10}")
     for name, seconds in parts.items():
         print(f"{name:<62}{seconds:>9.1f}{seconds / total:>10.1%}")

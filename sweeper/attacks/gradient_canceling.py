@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.nn import functional as F
 
 from ..data import Split, generator
 from ..training import Recipe
