@@ -23,7 +23,8 @@ def test_auto_device_follows_availability():
 
 @pytest.mark.slow
 def test_a_sweep_schedules_on_a_logical_gpu(tmp_path):
-    """Ray with one logical GPU (no real one): trials request 0.25 GPU each and still run (on the CPU)."""
+    """Ray with one logical GPU (no real one): trials request 0.25 GPU each and still run (on the CPU).
+    Runs outside the checkout (cwd) so that it imports the installed package, as CI does."""
     code = textwrap.dedent(f"""
         import yaml
         from sweeper import tuning, sweep
@@ -36,7 +37,7 @@ def test_a_sweep_schedules_on_a_logical_gpu(tmp_path):
         r = sweep.run_sweep(path, workdir="{tmp_path}/wd", progress=lambda _: None)
         print("ROWS", len(r.summary))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ROWS 3" in out.stdout  # none, retrain, gd at 0.02

@@ -51,12 +51,14 @@ def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
     path.write_text(yaml.safe_dump({
         "name": "served", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
         "attack": {"name": "gaussian"}, "recipe": {"epochs": 8}, "methods": ["gd"],
-        "budgets": [0.02, 0.04], "trials": 2, "seeds": [0]}))
+        "budgets": [0.02, 0.04], "trials": 2, "seeds": [0], "fresh_seeds": [1, 2]}))
     result = sweep.run_sweep(path, workdir=tmp_path / "wd", tracking_uri=server, progress=lambda _: None)
     mlflow.set_tracking_uri(server)
     runs = mlflow.search_runs(experiment_names=["served"])
-    trials = runs[runs["tags.level"] == "trial"]
+    trials = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune")]
     assert sorted(trials["tags.method"]) == ["gd", "gd", "none", "retrain"]
+    fresh = runs[runs["tags.phase"] == "fresh"]
+    assert set(fresh["tags.seed"]) == {"1", "2"} and {"none", "retrain", "gd"} <= set(fresh["tags.method"])
     assert not (tmp_path / "wd" / "mlflow.db").exists()  # nothing went to a local store
     assert (tmp_path / "server-artifacts").exists()      # artifacts went through the server
     rebuilt = sweep.rebuild_report(tmp_path / "wd", tracking_uri=server)
