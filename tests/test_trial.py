@@ -96,3 +96,11 @@ def test_an_ineffective_seed_is_not_a_diverged_one():
     assert math.isnan(pooled["removal"]) and pooled["objective"] != DIVERGED
     mixed = pool([{**row, "objective": 0.0}, {**row, "removal": 0.4, "attack/ineffective": 0.0, "objective": 0.4}])
     assert mixed["removal"] == pytest.approx(0.4) and mixed["objective"] == pytest.approx(0.4)
+
+
+def test_pooled_budget_is_the_exact_checkpoint():
+    """(0.1 + 0.1 + 0.1) / 3 != 0.1 in floating point; budgets are keys (ASHA, selection, report)."""
+    from sweeper.trial import pool
+
+    row = {"budget": 0.1, "removal": 0.5, "acc/val": 0.98, "retrain/acc_val": 0.99, "objective": 0.5}
+    assert pool([row, row, row])["budget"] == 0.1
