@@ -251,9 +251,9 @@ def _references(exp, attack, base, tracker, tags, tuning, parents, tables, progr
         extra = {"attack": attack, "method": method, "trial_id": method, "phase": "tune", "n_seeds": len(exp.seeds)}
         tables[method] += _log_plain(tracker, parents[method], method, {}, t, result, extra)
         if isinstance(result, list):
-            progress(f"[{attack}/{method}] effect {result[0]['attack/effect']:.3f}, gus/z "
-                     f"{result[0].get('gus/z', float('nan')):.2f} pooled over tuning seeds, acc/val "
-                     f"{result[0]['acc/val']:.3f}")
+            z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
+            progress(f"[{attack}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning seeds, "
+                     f"acc/val {result[0]['acc/val']:.3f}")
 
 
 def _fresh(exp, attack, base, tracker, tags, tuning, parents, tables, progress) -> None:
