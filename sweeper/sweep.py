@@ -201,13 +201,14 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
         open_parents = {m: tracker.start_parent(scenario.attack, m, tags, exp.as_dict())
                         for m in ("none", "retrain", *exp.methods)}
         parents += open_parents.values()
-        tables = {m: [] for m in open_parents}
-        _references(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
-        _tune(exp, scenario.attack, base, wd, tracker, tags, tuning, open_parents, tables, progress)
-        _fresh(exp, scenario.attack, base, tracker, tags, tuning, open_parents, tables, progress)
+        run = _AttackRun(exp, scenario.attack, base, wd, tracker, tuning, tags, open_parents,
+                         {m: [] for m in open_parents}, progress)
+        _references(run)
+        _tune(run)
+        _fresh(run)
         for method, parent in open_parents.items():
-            tracker.end_parent(parent, tables[method])
-            rows += tables[method]
+            tracker.end_parent(parent, run.tables[method])
+            rows += run.tables[method]
     folder = wd / "report"
     summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}")
     tracker.log_files(parents, folder)
@@ -217,67 +218,85 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
     return SweepResult(sweep, wd, uri, summary, folder)
 
 
-def _tune(exp, attack, base, wd, tracker, tags, tuning, parents, tables, progress) -> None:
-    tags = {**tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
-    listeners = {m: Listener(tracker, parents[m], attack, m, tags, exp.trials, progress) for m in exp.methods}
+@dataclass
+class _AttackRun:
+    """What the three phases of one attack (references, tuning, fresh seeds) share."""
+    exp: Experiment
+    attack: str
+    base: dict                     # the trial config common to every method
+    wd: Path
+    tracker: object
+    tuning: object
+    tags: dict
+    parents: dict[str, str]        # method -> open parent run id
+    tables: dict[str, list[dict]]  # method -> every checkpoint row, for the parent's trials.csv
+    progress: Progress
+
+
+def _tune(run: _AttackRun) -> None:
+    exp = run.exp
+    tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
+    listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
+                 for m in exp.methods}
     try:
-        tuning.tune_attack(exp, attack, {m: {**base, "method": m} for m in exp.methods}, wd / "ray", listeners)
+        run.tuning.tune_attack(exp, run.attack, {m: {**run.base, "method": m} for m in exp.methods},
+                               run.wd / "ray", listeners)
     except BaseException:
         for m, listener in listeners.items():
-            tracker.end_parent(parents[m], listener.table(), "FAILED")
+            run.tracker.end_parent(run.parents[m], listener.table(), "FAILED")
         raise
     for m, listener in listeners.items():
-        tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
+        run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
 
 
-def _log_plain(tracker, parent, name, hparams, tags, result, extra) -> list[dict]:
-    """One plain (non-Tune) trial as a child run; returns its rows for the parent's table."""
-    child = tracker.start_child(parent, name, hparams, tags)
+def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dict, result, extra: dict) -> None:
+    """One plain (non-Tune) trial as a child run of `method`'s parent; its rows go to the parent's table."""
+    child = run.tracker.start_child(run.parents[method], name, hparams,
+                                    {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name})
     if isinstance(result, str):
-        tracker.end_child(child, "FAILED", [], {"error": result})
-        return []
+        run.tracker.end_child(child, "FAILED", [], {"error": result})
+        return
     for r in result:
-        tracker.log_checkpoint(child, r)
-    tracker.end_child(child, "FINISHED", result)
-    return [{**extra, "run_status": "FINISHED", "hparams": report.hparams_json(hparams), **r} for r in result]
+        run.tracker.log_checkpoint(child, r)
+    run.tracker.end_child(child, "FINISHED", result)
+    run.tables[method] += [{"attack": run.attack, "method": method, "trial_id": name, **extra,
+                            "run_status": "FINISHED", "hparams": report.hparams_json(hparams), **r} for r in result]
 
 
-def _references(exp, attack, base, tracker, tags, tuning, parents, tables, progress) -> None:
+def _references(run: _AttackRun) -> None:
     """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models."""
-    results = tuning.run_trials([{**base, "method": m} for m in ("none", "retrain")])
+    seeds = run.exp.seeds
+    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")])
     for method, result in zip(("none", "retrain"), results):
-        t = {**tags, "method": method, "attack": attack, "trial_id": method, "phase": "tune",
-             "seed": ",".join(map(str, exp.seeds))}
-        extra = {"attack": attack, "method": method, "trial_id": method, "phase": "tune", "n_seeds": len(exp.seeds)}
-        tables[method] += _log_plain(tracker, parents[method], method, {}, t, result, extra)
+        _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
+                   {"phase": "tune", "n_seeds": len(seeds)})
         if isinstance(result, list):
             z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
-            progress(f"[{attack}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning seeds, "
-                     f"acc/val {result[0]['acc/val']:.3f}")
+            run.progress(f"[{run.attack}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning "
+                         f"seeds, acc/val {result[0]['acc/val']:.3f}")
 
 
-def _fresh(exp, attack, base, tracker, tags, tuning, parents, tables, progress) -> None:
+def _fresh(run: _AttackRun) -> None:
     """Re-measure each chosen configuration (and the references) on seeds the selection never saw."""
+    exp, base = run.exp, run.base
     if not exp.fresh_seeds:
         return
-    tune_rows = pd.DataFrame([r for m in exp.methods for r in tables[m]])
+    tune_rows = pd.DataFrame([r for m in exp.methods for r in run.tables[m]])
     chosen = report.selections(tune_rows) if not tune_rows.empty else []
     jobs = [({**base, "method": m, "seeds": [s]}, m, m, {}, s) for m in ("none", "retrain") for s in exp.fresh_seeds]
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
     t0 = time.perf_counter()
-    results = tuning.run_trials([j[0] for j in jobs])
+    results = run.tuning.run_trials([j[0] for j in jobs])
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
-        trial_id = f"{source}-fresh{seed}"
-        t = {**tags, "method": method, "attack": attack, "trial_id": trial_id, "phase": "fresh",
-             "seed": str(seed), "selected_from": source, "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
-        extra = {"attack": attack, "method": method, "trial_id": trial_id, "phase": "fresh", "seed": seed,
-                 "source_trial": source, "n_seeds": 1}
-        tables[method] += _log_plain(tracker, parents[method], trial_id, hparams, t, result, extra)
+        tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
+                "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
+        extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
+        _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra)
         if isinstance(result, str):
-            progress(f"[{attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
-    progress(f"[{attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + references "
-             f"re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
+            run.progress(f"[{run.attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
+    run.progress(f"[{run.attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + "
+                 f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
 
 
 def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, tracking_uri: str | None = None) -> SweepResult:
