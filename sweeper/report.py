@@ -13,6 +13,7 @@ import base64
 import html
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,16 +61,17 @@ def pooled_z(rows: pd.DataFrame) -> float:
     return float(rows["gus/sum"].sum() / math.sqrt(rows["gus/n_valid"].sum()))
 
 
-def attack_worked(refs: pd.DataFrame, attack: str) -> bool:
-    """DESIGN §3: m_poisoned − m_retrain above 3 standard errors, pooled over the seeds in `refs`."""
+def attack_worked(refs: pd.DataFrame, attack: str) -> bool | None:
+    """DESIGN §3: m_poisoned − m_retrain above 3 standard errors, pooled over the seeds in `refs`;
+    None when a reference it needs was not measured (its runs failed): then nobody can say."""
     none, retrain = refs[refs.method == "none"], refs[refs.method == "retrain"]
     if none.empty:
-        return False
+        return None
     exact = getattr(attacks.get(attack), "RETRAIN_EFFECT", None) if attack in attacks else None
     se2 = float((none["attack/effect_se"] ** 2).sum()) / len(none) ** 2
     if exact is None:
         if retrain.empty:
-            return False
+            return None
         m_retrain = float(retrain["attack/effect"].mean())
         se2 += float((retrain["attack/effect_se"] ** 2).sum()) / len(retrain) ** 2
     else:
@@ -112,87 +114,158 @@ def tuning_cost(tune: pd.DataFrame) -> dict[tuple[str, str], float]:
     """All units each method's search spent (every trial to where it stopped, on every tuning seed),
     as a multiple of one retrain."""
     tune = tune[~tune.method.isin(REFERENCES)]
+    if tune.empty or "cost/fraction" not in tune:
+        return {}
     last = tune.sort_values("budget").groupby(["attack", "method", "trial_id"]).tail(1)
     per_trial = last["cost/fraction"].fillna(0) * last.get("n_seeds", 1)
     return per_trial.groupby([last.attack, last.method]).sum().to_dict()
 
 
 # -- the summary -----------------------------------------------------------------------------------------
+def plan_of(experiment: dict) -> dict:
+    """What a sweep set out to measure (from its resolved experiment, `Experiment.as_dict()`): every
+    (attack, method, budget) gets a row, whatever happened to its runs."""
+    return {"attacks": [s["attack"] for s in experiment["scenarios"]], "methods": list(experiment["methods"]),
+            "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(experiment.get("fresh_seeds"))}
+
+
+def _plan_from_rows(rows: pd.DataFrame) -> dict:
+    searched = rows[~rows.method.isin(REFERENCES) & (rows.phase == "tune")]
+    return {"attacks": sorted(rows.attack.dropna().unique()),
+            "methods": sorted(rows[~rows.method.isin(REFERENCES)].method.dropna().unique()),
+            "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool((rows.phase == "fresh").any())}
+
+
 def _measure(row: dict, fresh: pd.DataFrame, best: pd.Series | None) -> None:
-    """Fill mean / interval / tuning value of each measured quantity into `row`."""
+    """Fill mean / interval of each measured quantity from the fresh rows, and its tuning value from the
+    chosen trial. A missing fresh measurement stays missing (NaN): a tuning value is never put in its place."""
     for name, key in MEASURED.items():
         mean, lo, hi = t_interval(fresh[key]) if not fresh.empty else (math.nan,) * 3
         tuned = best.get(key, math.nan) if best is not None else math.nan
-        row.update({name: mean if not fresh.empty else tuned, f"{name}_ci_low": lo, f"{name}_ci_high": hi,
+        row.update({name: mean, f"{name}_ci_low": lo, f"{name}_ci_high": hi,
                     f"{name}_halfwidth": (hi - lo) / 2 if math.isfinite(lo) else math.nan, f"{name}_tuning": tuned})
-    row["gus_z"] = pooled_z(fresh) if not fresh.empty else (best.get("gus/z", math.nan) if best is not None else math.nan)
+    row["gus_z"] = pooled_z(fresh) if not fresh.empty else math.nan
     row["gus_z_tuning"] = best.get("gus/z", math.nan) if best is not None else math.nan
-    source = fresh if not fresh.empty else (pd.DataFrame([best]) if best is not None else fresh)
     for name, key in SIMPLE.items():
-        row[name] = float(source[key].mean()) if key in source and not source.empty else math.nan
+        row[name] = float(fresh[key].mean()) if key in fresh and not fresh.empty else math.nan
     row["n_fresh"] = int(fresh["seed"].nunique()) if "seed" in fresh and not fresh.empty else 0
 
 
-def _status(row: dict, worked: bool) -> str:
-    if row.get("objective_tuning", 0) <= DIVERGED or not math.isfinite(row.get("removal", math.nan)):
-        return "diverged" if worked else "attack_ineffective"
+def _status(row: dict, worked: bool | None, fresh_failed: bool) -> str:
+    if worked is None:
+        return "reference_failed"  # without none/retrain nobody can say whether the attack worked
     if not worked:
         return "attack_ineffective"
+    if row.get("objective_tuning", 0) <= DIVERGED:
+        return "diverged"
     if row.get("objective_tuning", 0) < -1:
         return "accuracy_violated"  # even the best trial lost more than the tolerated accuracy
+    if row.get("n_fresh", 0) == 0:
+        return "fresh_failed" if fresh_failed else "no_fresh"
+    if not math.isfinite(row.get("removal", math.nan)):
+        return "diverged"
     return "ok"
 
 
-def summarize(rows: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
+def _with_defaults(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.copy()
-    for col, default in (("phase", "tune"), ("seed", math.nan), ("source_trial", None), ("n_seeds", 1)):
+    for col, default in (("attack", None), ("method", None), ("budget", math.nan), ("phase", "tune"),
+                         ("seed", math.nan), ("source_trial", None), ("n_seeds", 1), ("run_status", "FINISHED"),
+                         ("trial_id", None), ("hparams", "{}"), ("objective", math.nan)):
         if col not in rows:
             rows[col] = default
+    return rows
+
+
+def summarize(rows: pd.DataFrame, delta: float = 0.1, plan: dict | None = None) -> pd.DataFrame:
+    """One row per (attack, method, budget) of `plan` (default: what the rows contain), references first.
+    Methods without usable runs still get their rows, with a status saying why."""
+    rows = _with_defaults(rows)
+    plan = plan or _plan_from_rows(rows)
     tune, fresh = _usable(rows[rows.phase == "tune"]), _usable(rows[rows.phase == "fresh"])
+    failed = rows[rows.run_status == "FAILED"]
     best = best_per_budget(tune)
     spent = tuning_cost(tune)
     out = []
-    for attack in sorted(rows.attack.unique()):
+    for attack in plan["attacks"]:
         f_att, t_att = fresh[fresh.attack == attack], tune[tune.attack == attack]
         refs = f_att[f_att.method.isin(REFERENCES)]
-        worked = attack_worked(refs if not refs.empty else t_att[t_att.method.isin(REFERENCES)], attack)
+        t_refs = t_att[t_att.method.isin(REFERENCES)]
+        worked = attack_worked(refs if not refs.empty else t_refs, attack)
         retrain_acc = float(refs[refs.method == "retrain"]["acc/test"].mean()) if not refs.empty else math.nan
-        for method in REFERENCES:
-            t_ref = t_att[t_att.method == method]
-            row = {"attack": attack, "method": method, "budget": 0.0 if method == "none" else 1.0,
-                   "n_trials": 1, "trial_id": method, "hparams": "{}",
-                   "objective_tuning": t_ref["objective"].iloc[0] if not t_ref.empty else math.nan}
-            _measure(row, refs[refs.method == method], t_ref.iloc[0] if not t_ref.empty else None)
-            row["status"] = "ok" if worked else "attack_ineffective"
-            out.append(row)
-        budgets = sorted(t_att[~t_att.method.isin(REFERENCES)]["budget"].unique())
-        for method in sorted(rows[(rows.attack == attack) & ~rows.method.isin(REFERENCES)].method.unique()):
-            for budget in budgets:
-                out.append(_method_row(attack, method, budget, best, f_att, worked, spent, retrain_acc, delta))
-    summary = pd.DataFrame(out)
+        ctx = _Context(attack, best, f_att, rows[rows.attack == attack], failed[failed.attack == attack], worked,
+                       spent, retrain_acc, delta, plan["fresh"])
+        out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in REFERENCES]
+        out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
+    summary = pd.DataFrame(out, columns=COLUMNS)
     summary["pareto"] = pareto_front(summary)
     return summary.reindex(columns=COLUMNS)
 
 
-def _method_row(attack, method, budget, best, fresh, worked, spent, retrain_acc, delta) -> dict:
-    row = {"attack": attack, "method": method, "budget": budget,
-           "tuning_cost_retrains": spent.get((attack, method), math.nan)}
-    pick = best[(best.attack == attack) & (best.method == method) & (best.budget == budget)]
+@dataclass
+class _Context:
+    """What every row of one attack is computed against."""
+    attack: str
+    best: pd.DataFrame       # the chosen tuning checkpoint per (attack, method, budget)
+    fresh: pd.DataFrame      # usable fresh rows of this attack
+    rows: pd.DataFrame       # every row of this attack, failed ones included
+    failed: pd.DataFrame     # rows of FAILED runs of this attack
+    worked: bool | None      # None: the references could not be measured
+    spent: dict
+    retrain_acc: float
+    delta: float
+    fresh_expected: bool
+
+
+def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
+    row = {"attack": ctx.attack, "method": method, "budget": 0.0 if method == "none" else 1.0,
+           "n_trials": 1, "trial_id": method, "hparams": "{}",
+           "objective_tuning": tuned["objective"].iloc[0] if not tuned.empty else math.nan}
+    _measure(row, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
+    if tuned.empty and row["n_fresh"] == 0:
+        ran = (ctx.rows.method == method).any()
+        row["status"] = "failed" if (ctx.failed.method == method).any() else ("not_run" if not ran else "no_fresh")
+    elif ctx.worked is None:
+        row["status"] = "reference_failed"
+    elif ctx.fresh_expected and row["n_fresh"] == 0:
+        row["status"] = "fresh_failed" if (ctx.failed.method == method).any() else "no_fresh"
+    else:
+        row["status"] = "ok" if ctx.worked else "attack_ineffective"
+    return row
+
+
+def _method_row(ctx: _Context, method: str, budget: float) -> dict:
+    row = {"attack": ctx.attack, "method": method, "budget": budget, "n_trials": 0,
+           "tuning_cost_retrains": ctx.spent.get((ctx.attack, method), math.nan), "equivalent_to_retrain": False}
+    best = ctx.best
+    pick = best[(best.attack == ctx.attack) & (best.method == method) & (best.budget == budget)]
     if pick.empty:
-        row.update(n_trials=0, status="over_budget" if _is_fixed(method) else "no_trials",
-                   equivalent_to_retrain=False)
+        row["status"] = _why_no_pick(ctx, method)
         return row
     b = pick.iloc[0]
-    mine = fresh[(fresh.method == method) & (fresh.source_trial == b["trial_id"]) & (fresh.budget == budget)]
+    f = ctx.fresh
+    mine = f[(f.method == method) & (f.source_trial == b["trial_id"]) & (f.budget == budget)]
+    fresh_failed = bool(((ctx.failed.method == method) & (ctx.failed.phase == "fresh")
+                         & (ctx.failed.source_trial == b["trial_id"])).any())
     row.update(n_trials=int(b["n_trials"]), trial_id=b["trial_id"], hparams=b["hparams"],
                objective_tuning=b["objective"])
     _measure(row, mine, b)
-    row["status"] = _status(row, worked)
-    if row["status"] in ("attack_ineffective", "diverged"):
-        row["removal"] = math.nan
+    row["status"] = _status(row, ctx.worked, fresh_failed)
+    if row["status"] in ("attack_ineffective", "diverged", "reference_failed"):
+        row["removal"] = math.nan  # undefined, whatever a formula would print
     row["equivalent_to_retrain"] = row["status"] == "ok" and noninferior(
-        row.get("removal_ci_low", math.nan), row["acc_test"], retrain_acc, delta)
+        row.get("removal_ci_low", math.nan), row["acc_test"], ctx.retrain_acc, ctx.delta)
     return row
+
+
+def _why_no_pick(ctx: _Context, method: str) -> str:
+    """Status of a (method, budget) without a usable tuning checkpoint."""
+    mine = ctx.rows[(ctx.rows.method == method) & (ctx.rows.phase == "tune")]
+    if mine.empty:
+        return "not_run"        # the sweep never got to this method (interrupted, or it died)
+    if (mine.run_status == "FAILED").all():
+        return "failed"         # every trial raised; their errors are in the runs' `error` tags
+    return "over_budget" if _is_fixed(method) else "no_trials"
 
 
 def _is_fixed(method: str) -> bool:
@@ -308,10 +381,14 @@ def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _with_halfwidth(s: pd.DataFrame) -> list[str]:
+    return [("-" if not math.isfinite(r) else f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else f"{r:.3f}")
+            for r, h in zip(s.removal.astype(float), s.removal_halfwidth.astype(float))]
+
+
 def table(summary: pd.DataFrame) -> str:
     s = summary.copy()
-    s["removal ± 95%"] = [f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else (f"{r:.3f}" if math.isfinite(r) else "-")
-                          for r, h in zip(s.removal.astype(float), s.removal_halfwidth.astype(float))]
+    s["removal ± 95%"] = _with_halfwidth(s)
     cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "gus_z",
             "cost_fraction", "n_trials", "equivalent_to_retrain", "status"]
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
@@ -327,8 +404,7 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
               title: str) -> str:
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
     compact = summary.copy()
-    compact["removal ± 95%"] = [f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else (f"{r:.3f}" if math.isfinite(r) else "-")
-                                for r, h in zip(compact.removal.astype(float), compact.removal_halfwidth.astype(float))]
+    compact["removal ± 95%"] = _with_halfwidth(compact)
     cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "acc_test_tuning", "gus_z",
             "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "equivalent_to_retrain", "pareto",
             "status", "hparams"]
@@ -355,12 +431,18 @@ every unit the method's search spent.</p>
 </body></html>"""
 
 
-def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, title: str = "sweeper report") -> pd.DataFrame:
-    """summary.csv, equivalence.csv, importance.csv, trials.csv, two PNGs and report.html into `folder`."""
+def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, title: str = "sweeper report",
+          plan: dict | None = None, partial: str | None = None) -> pd.DataFrame:
+    """summary.csv, equivalence.csv, importance.csv, trials.csv, two PNGs and report.html into `folder`.
+    `partial`: why the sweep is incomplete (interrupted, died, ...); said in the title and in PARTIAL.txt."""
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarize(rows, delta)
+    rows = _with_defaults(rows)
+    summary = summarize(rows, delta, plan)
+    if partial:
+        title = f"{title} (PARTIAL: {partial})"
+    (folder / "PARTIAL.txt").unlink(missing_ok=True)
     eq = equivalence(summary)
-    tune = rows[rows.get("phase", pd.Series("tune", index=rows.index)) == "tune"]
+    tune = rows[rows.phase == "tune"]
     imp = importance(tune, space_of) if space_of else pd.DataFrame(columns=["attack", "method", "parameter", "importance"])
     summary.to_csv(folder / "summary.csv", index=False)
     eq.to_csv(folder / "equivalence.csv", index=False)
@@ -369,6 +451,9 @@ def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, t
     plot_removal(summary, folder / "removal_vs_budget.png")
     plot_pareto(summary, folder / "pareto.png")
     (folder / "report.html").write_text(html_page(summary, eq, imp, folder, delta, title))
+    if partial:
+        (folder / "PARTIAL.txt").write_text(f"This sweep is incomplete: {partial}. Rows of methods it never reached "
+                                            "say not_run; rows without fresh-seed measurements say no_fresh.\n")
     return summary
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -83,6 +84,7 @@ class Listener:
         self.hparams: dict[str, dict] = {}
         self.rows: dict[str, list[dict]] = {}
         self.status: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
         self.finished = 0
         self.started_at: dict[str, float] = {}
 
@@ -107,6 +109,8 @@ class Listener:
             tags["diverged"] = "true"
         self.tracker.end_child(self.runs[trial_id], status, rows, tags)
         self.status[trial_id] = status
+        if error:
+            self.errors[trial_id] = error
         self.finished += 1
         self.progress(self._line(trial_id, status, error, rows))
 
@@ -128,30 +132,23 @@ class Listener:
 
     def table(self) -> list[dict]:
         """Every checkpoint of every trial, with the trial's final status: the parent's `trials.csv`."""
-        return [{"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
-                 "run_status": self.status.get(trial_id, "UNKNOWN"),
-                 "hparams": report.hparams_json(self.hparams[trial_id]), **r}
-                for trial_id, rows in self.rows.items() for r in rows]
-
-
-def _next_free_name(uri: str, wanted: str) -> str:
-    """Each run is a new sweep: quickstart, quickstart-2, ..."""
-    from . import tracking
-
-    taken = set(tracking.sweeps(uri))
-    if wanted not in taken:
-        return wanted
-    i = 2
-    while f"{wanted}-{i}" in taken:
-        i += 1
-    return f"{wanted}-{i}"
+        out = []
+        for trial_id, rows in self.rows.items():
+            head = {"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
+                    "run_status": self.status.get(trial_id, "RUNNING"),
+                    "hparams": report.hparams_json(self.hparams[trial_id])}
+            if trial_id in self.errors:
+                head["error"] = self.errors[trial_id]
+            out += [{**head, **r} for r in rows] or [head]  # a trial that failed before any checkpoint still shows
+        return out
 
 
 def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workdir: str | os.PathLike = "sweeper-work",
               trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
               profile: str | None = None, name: str | None = None, progress: Progress = print) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
-    name, or None for the quickstart. Every input is checked before anything is written to MLflow."""
+    name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
+    experiment's name, numbered if taken. Every input is checked before anything is written to MLflow."""
     exp = experiment if isinstance(experiment, Experiment) else config.load(experiment, profile)
     if trials is not None:
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -164,27 +161,68 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
 
     uri = tracking_uri or tracking.default_uri(wd)
     try:
-        tracking.check_server(uri)
+        tracking.open_store(uri, wd)  # before Ray starts: a bad URI costs nothing and leaves nothing
+        if name and tracking.exists(uri, name):  # early and clear; reserve() below is the atomic check
+            raise SweeperError(f"a sweep named {name!r} already exists in {uri}; choose another --name "
+                               "(or leave it out to get a numbered one)")
         started = tuning.start(address)
     except SweeperError:
-        if not existed and not any(wd.iterdir()):
-            wd.rmdir()  # bad input leaves nothing behind, not even an empty work directory
+        if not existed:
+            shutil.rmtree(wd, ignore_errors=True)  # bad input leaves nothing behind, not even the work directory
         raise
     try:
-        sweep = name or _next_free_name(uri, exp.name)
-        tracker = tracking.Tracker(uri, sweep, wd)
-        return _run(exp, wd, uri, sweep, tracker, tuning, progress)
+        for dead, n in tracking.close_dead_sweeps(uri):
+            progress(f"sweep {dead}: its driver died earlier; {n} runs it left RUNNING are now FAILED")
+        tracker = tracking.Tracker(uri, name or exp.name, wd)
+        tracker.reserve(numbered=name is None)
+        where = ("embedded " if started and not address else "joined ") + tuning.describe()
+        return _run(exp, wd, uri, tracker, tuning, progress, where)
     finally:
         if started:
             tuning.stop()
 
 
-def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progress: Progress) -> SweepResult:
+def _run(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Progress, where: str) -> SweepResult:
+    """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
+    FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
+    attack_runs: list[_AttackRun] = []
+    try:
+        result = _stages(exp, wd, uri, tracker, tuning, progress, where, attack_runs)
+    except BaseException as e:
+        _abort(tracker, attack_runs, e, progress)
+        raise
+    tracker.set_status("finished")
+    return result
+
+
+def _abort(tracker, attack_runs: list["_AttackRun"], error: BaseException, progress: Progress) -> None:
+    interrupted = isinstance(error, KeyboardInterrupt)
+    status = "KILLED" if interrupted else "FAILED"
+    reason = ("interrupted (SIGINT / Ctrl-C)" if interrupted
+              else f"the sweep stopped on an error: {type(error).__name__}: {str(error)[:300]}")
+    try:
+        for run in attack_runs:
+            for method, parent in run.parents.items():
+                if parent in tracker.open_runs:
+                    tracker.end_parent(parent, run.rows(method), status, reason)
+        tracker.abort(status, reason)
+        tracker.set_status("interrupted" if interrupted else "failed")
+    except Exception as e:  # noqa: BLE001 - never hide the original error behind a cleanup error
+        progress(f"could not close every MLflow run ({type(e).__name__}); the next `sweeper run` in this store "
+                 "marks them FAILED")
+        return
+    progress(f"sweep {tracker.sweep} {'interrupted' if interrupted else 'failed'}: its open runs are {status}; "
+             f"`sweeper report --sweep {tracker.sweep}` writes its partial report")
+
+
+def _stages(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Progress, where: str,
+            attack_runs: list["_AttackRun"]) -> SweepResult:
+    sweep = tracker.sweep
     base_dir = str(wd / "base")
     t0 = time.perf_counter()
     progress(f"sweep {sweep}: attacks {', '.join(sc.attack for sc in exp.scenarios)}; {len(exp.methods)} methods "
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
-             f"{list(exp.fresh_seeds)}; tracking {uri}")
+             f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
     trained = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir)
     progress(f"base models: {trained} trained, {len(exp.scenarios) * len(all_seeds) - trained} cached "
@@ -203,19 +241,26 @@ def _run(exp: Experiment, wd: Path, uri: str, sweep: str, tracker, tuning, progr
         parents += open_parents.values()
         run = _AttackRun(exp, scenario.attack, base, wd, tracker, tuning, tags, open_parents,
                          {m: [] for m in open_parents}, progress)
+        attack_runs.append(run)
         _references(run)
         _tune(run)
         _fresh(run)
         for method, parent in open_parents.items():
             tracker.end_parent(parent, run.tables[method])
             rows += run.tables[method]
-    folder = wd / "report"
-    summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}")
+    folder = report_folder(wd, sweep)
+    summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}",
+                           report.plan_of(exp.as_dict()))
     tracker.log_files(parents, folder)
     progress(report.table(summary))
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
              f"MLflow: mlflow ui --backend-store-uri {uri}")
     return SweepResult(sweep, wd, uri, summary, folder)
+
+
+def report_folder(wd: Path, sweep: str) -> Path:
+    """Each sweep's report in its own folder: two sweeps in one work directory never overwrite each other."""
+    return wd / "report" / sweep
 
 
 @dataclass
@@ -231,22 +276,27 @@ class _AttackRun:
     parents: dict[str, str]        # method -> open parent run id
     tables: dict[str, list[dict]]  # method -> every checkpoint row, for the parent's trials.csv
     progress: Progress
+    listeners: dict[str, Listener] = field(default_factory=dict)  # while tuning runs
+
+    def rows(self, method: str) -> list[dict]:
+        """Everything measured for `method` so far, tuning trials still in flight included."""
+        live = self.listeners[method].table() if method in self.listeners else []
+        return self.tables[method] + live
 
 
 def _tune(run: _AttackRun) -> None:
     exp = run.exp
     tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
-    listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
-                 for m in exp.methods}
-    try:
-        run.tuning.tune_attack(exp, run.attack, {m: {**run.base, "method": m} for m in exp.methods},
-                               run.wd / "ray", listeners)
-    except BaseException:
-        for m, listener in listeners.items():
-            run.tracker.end_parent(run.parents[m], listener.table(), "FAILED")
-        raise
-    for m, listener in listeners.items():
+    run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
+                     for m in exp.methods}
+    run.tuning.tune_attack(exp, run.attack, {m: {**run.base, "method": m} for m in exp.methods},
+                           run.wd / "ray" / run.tracker.sweep, run.listeners)
+    finished = sum(listener.finished for listener in run.listeners.values())
+    if finished < exp.trials * len(exp.methods):  # Tune returned without running every trial: it was stopped
+        raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {exp.trials * len(exp.methods)} trials")
+    for m, listener in run.listeners.items():
         run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
+    run.listeners = {}
 
 
 def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dict, result, extra: dict) -> None:
@@ -255,6 +305,8 @@ def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dic
                                     {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name})
     if isinstance(result, str):
         run.tracker.end_child(child, "FAILED", [], {"error": result})
+        run.tables[method].append({"attack": run.attack, "method": method, "trial_id": name, **extra,
+                                   "run_status": "FAILED", "error": result, "hparams": report.hparams_json(hparams)})
         return
     for r in result:
         run.tracker.log_checkpoint(child, r)
@@ -270,7 +322,9 @@ def _references(run: _AttackRun) -> None:
     for method, result in zip(("none", "retrain"), results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
                    {"phase": "tune", "n_seeds": len(seeds)})
-        if isinstance(result, list):
+        if isinstance(result, str):
+            run.progress(f"[{run.attack}/{method}] FAILED ({result}): removal cannot be computed without it")
+        else:
             z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
             run.progress(f"[{run.attack}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning "
                          f"seeds, acc/val {result[0]['acc/val']:.3f}")
@@ -299,24 +353,43 @@ def _fresh(run: _AttackRun) -> None:
                  f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
 
 
-def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, tracking_uri: str | None = None) -> SweepResult:
-    """Rebuild `report/` from MLflow alone (the latest sweep in the store unless named)."""
-    wd = Path(workdir).expanduser().resolve()
+PARTIAL = {"running": "still running, or its driver died on another host", "interrupted": "interrupted",
+           "failed": "stopped on an error", "died": "its driver was killed"}
+
+
+def _open_existing(wd: Path, tracking_uri: str | None) -> str:
+    """The tracking URI of an existing store (never creates one), checked to work."""
     from . import tracking
 
     uri = tracking_uri or tracking.default_uri(wd)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise SweeperError(f"no sweep found in {wd} (no {Path(uri[len('sqlite:///'):]).name})")
-    tracking.check_server(uri)
+    path = tracking.sqlite_path(uri)
+    if path is not None and not path.exists():
+        raise SweeperError(f"no sweep found in {wd} (no {path.name})")
+    tracking.open_store(uri, wd)
+    tracking.close_dead_sweeps(uri)
+    return uri
+
+
+def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, tracking_uri: str | None = None) -> SweepResult:
+    """Rebuild the report of a sweep (the newest in the store unless named) from MLflow alone, into
+    `report/<sweep>/`. A sweep that did not finish gets a report marked partial."""
+    from . import tracking
+
+    wd = Path(workdir).expanduser().resolve()
+    uri = _open_existing(wd, tracking_uri)
     names = tracking.sweeps(uri)
     if not names:
         raise SweeperError(f"no sweep found in {uri}")
     sweep = sweep or names[0]
+    if sweep not in names:
+        raise SweeperError(f"no sweep named {sweep!r} in {uri} (known: {', '.join(names)})")
     tracker = tracking.Tracker(uri, sweep, prepare_workdir(wd))
-    folder = wd / "report"
+    folder = report_folder(wd, sweep)
     logged = tracker.read_experiment()
+    state = tracker.status()
     summary = report.write(tracker.read_rows(), folder, logged.get("delta", config.DEFAULT_DELTA),
-                           lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}")
+                           lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}",
+                           report.plan_of(logged) if logged else None, PARTIAL.get(state))
     return SweepResult(sweep, wd, uri, summary, folder)
 
 
@@ -326,12 +399,11 @@ def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work"
     (attack, method, budget), one column group per sweep."""
     from . import tracking
 
-    wd = Path(workdir).expanduser().resolve()
-    uri = tracking_uri or tracking.default_uri(wd)
-    tracking.check_server(uri)
     if len(set(names)) != len(names) or len(names) < 2:
         raise SweeperError("compare needs at least two different sweep names")
-    known = tracking.sweeps(uri) if not uri.startswith("sqlite:///") or Path(uri[10:]).exists() else []
+    wd = Path(workdir).expanduser().resolve()
+    uri = _open_existing(wd, tracking_uri)
+    known = tracking.sweeps(uri)
     missing = [n for n in names if n not in known]
     if missing:
         raise SweeperError(f"no sweep named {', '.join(missing)} in {uri} (known: {', '.join(known) or 'none'})")
@@ -339,7 +411,8 @@ def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work"
     for name in names:
         tracker = tracking.Tracker(uri, name, wd)
         logged = tracker.read_experiment()
-        s = report.summarize(tracker.read_rows(), logged.get("delta", config.DEFAULT_DELTA))
+        s = report.summarize(tracker.read_rows(), logged.get("delta", config.DEFAULT_DELTA),
+                             report.plan_of(logged) if logged else None)
         s = s.set_index(["attack", "method", "budget"])[["removal", "removal_halfwidth", "acc_test", "status"]]
         frames.append(s.add_prefix(f"{name}:"))
     return pd.concat(frames, axis=1).reset_index()

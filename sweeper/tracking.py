@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import procs
 from .errors import SweeperError
 
 # An unreachable server must fail fast, not after minutes of retries (STACK_NOTES).
@@ -28,12 +29,16 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progre
 
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # no database-migration chatter in the progress
 
 SERVER_TIMEOUT_S = 5
 PARENT_TABLE = "trials.csv"
 CHILD_TABLE = "checkpoints.csv"
+STATUS_TAG = "sweeper.status"  # running -> finished | interrupted | failed; "died" when found dead later
+OWNER_TAG = "sweeper.owner"    # host/pid/start time of the driver, to tell a killed sweep from a live one
+TEXT_COLUMNS = ("attack", "method", "trial_id", "source_trial", "phase", "run_status", "hparams", "error")
 
 
 def default_uri(workdir: Path) -> str:
@@ -53,6 +58,79 @@ def check_server(uri: str) -> None:
         raise SweeperError(f"MLflow server at {uri} did not answer within {SERVER_TIMEOUT_S} s ({reason})") from None
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str, workdir: Path) -> None:
+    """Make sure the tracking store at `uri` exists and works, before Ray starts or anything is logged:
+    a server that answers, a SQLite file that can be written (created atomically) and is not broken."""
+    check_server(uri)
+    path = sqlite_path(uri)
+    if path is not None:
+        _ensure_sqlite(path, workdir)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - whatever MLflow raises, the user gets one line
+        if "out-of-date database schema" in str(e):
+            raise SweeperError(f"the MLflow store {uri} was written by another MLflow version: run `mlflow db "
+                               f"upgrade {uri}` (after a backup) or pass another --tracking-uri") from None
+        if path is not None:
+            raise SweeperError(f"the MLflow store {path} is broken ({_first_line(e)}); it was probably left "
+                               "half-written by an interrupted run: move it away or pass another --tracking-uri"
+                               ) from None
+        raise SweeperError(f"MLflow cannot use the tracking URI {uri!r} ({_first_line(e)})") from None
+
+
+def _ensure_sqlite(path: Path, workdir: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise SweeperError(f"cannot create the MLflow store {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SweeperError(f"cannot write the MLflow store {path}: permission denied")
+    if not path.exists():
+        _create_sqlite(path, (Path(workdir).resolve() / "artifacts").as_uri())
+
+
+def _create_sqlite(path: Path, artifacts: str) -> None:
+    """Build the schema (~10 s of migrations) in a private file, then publish it with a hard link, which
+    fails if the name exists: an interrupted creation leaves no half-migrated store, and two runs
+    starting together both end up on the one that was published first."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    _remove_abandoned(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.creating-{os.getpid()}-", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as if created plainly (mkstemp makes it private)
+    try:
+        SqlAlchemyStore(f"sqlite:///{tmp}", artifacts).engine.dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another run published its store first: use that one
+    finally:
+        os.unlink(tmp)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Half-built stores of creators that were SIGKILLed (their pid is in the name and gone)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        pid = tmp.name[len(f".{path.name}.creating-"):].split("-", 1)[0]
+        if procs.alive({**procs.me(), "pid": pid, "started": ""}) is False:
+            tmp.unlink(missing_ok=True)
+
+
+def exists(uri: str, sweep: str) -> bool:
+    return MlflowClient(tracking_uri=uri).get_experiment_by_name(sweep) is not None
+
+
 def _step(budget: float) -> int:
     return int(round(budget * 1000))
 
@@ -63,6 +141,46 @@ class Tracker:
         self.uri, self.sweep, self.workdir = uri, sweep, Path(workdir).resolve()
         self.client = MlflowClient(tracking_uri=uri)
         self._experiment_id: str | None = None
+        self.open_runs: set[str] = set()  # closed as KILLED/FAILED if the sweep is interrupted
+
+    def reserve(self, numbered: bool) -> str:
+        """Create the sweep's experiment now, under its own name: the store's unique constraint on names
+        makes this atomic, so two runs started together can never share one sweep. `numbered`: take the
+        next free name (quickstart-2, ...); otherwise a taken name is an error."""
+        wanted, i = self.sweep, 1
+        location = None if self.uri.startswith("http") else (self.workdir / "artifacts").as_uri()
+        owner = procs.me()
+        while True:
+            name = wanted if i == 1 else f"{wanted}-{i}"
+            try:
+                self._experiment_id = self.client.create_experiment(
+                    name, artifact_location=location,
+                    tags={STATUS_TAG: "running", OWNER_TAG: json.dumps(owner, sort_keys=True)})
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                if not numbered:
+                    raise SweeperError(f"a sweep named {name!r} already exists in {self.uri}; choose another "
+                                       "--name (or leave it out to get a numbered one)") from None
+                i += 1
+                continue
+            self.sweep = name
+            return name
+
+    def set_status(self, status: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, STATUS_TAG, status)
+
+    def status(self) -> str:
+        """running, finished, interrupted, failed or died (see close_dead_sweeps); '' before this tag existed."""
+        experiment = self.client.get_experiment_by_name(self.sweep)
+        return experiment.tags.get(STATUS_TAG, "") if experiment is not None else ""
+
+    def abort(self, status: str, reason: str) -> None:
+        """Close every run this tracker left open (an interruption or an error mid-sweep)."""
+        for run_id in sorted(self.open_runs):
+            self.client.set_tag(run_id, "error", reason)
+            self.client.set_terminated(run_id, status)
+        self.open_runs.clear()
 
     # -- writing -----------------------------------------------------------------------------------
     @property
@@ -81,12 +199,14 @@ class Tracker:
     def start_parent(self, attack: str, method: str, tags: dict, config: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=f"{attack}/{method}",
                                      tags={**tags, "attack": attack, "method": method, "level": "parent"})
+        self.open_runs.add(run.info.run_id)
         self.client.log_text(run.info.run_id, json.dumps(config, indent=1, default=str), "experiment.json")
         return run.info.run_id
 
     def start_child(self, parent_id: str, name: str, params: dict, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={**tags, "mlflow.parentRunId": parent_id, "level": "trial"})
+        self.open_runs.add(run.info.run_id)
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 
@@ -102,10 +222,15 @@ class Tracker:
         if rows:
             self.client.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), CHILD_TABLE)
         self.client.set_terminated(run_id, status)
+        self.open_runs.discard(run_id)
 
-    def end_parent(self, run_id: str, rows: list[dict], status: str = "FINISHED") -> None:
-        self.client.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), PARENT_TABLE)
+    def end_parent(self, run_id: str, rows: list[dict], status: str = "FINISHED", reason: str | None = None) -> None:
+        if rows:
+            self.client.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), PARENT_TABLE)
+        if reason:
+            self.client.set_tag(run_id, "error", reason)
         self.client.set_terminated(run_id, status)
+        self.open_runs.discard(run_id)
 
     def log_files(self, run_ids: list[str], folder: Path, artifact_path: str = "report") -> None:
         for run_id in run_ids:
@@ -133,11 +258,9 @@ class Tracker:
         frames = []
         for run_id in parents["run_id"]:
             text = self._read_text(run_id, PARENT_TABLE)
-            if text:
-                frames.append(pd.read_csv(io.StringIO(text)))
-        if not frames:
-            raise SweeperError(f"sweep {self.sweep!r} has no finished (attack, method) yet")
-        return pd.concat(frames, ignore_index=True)
+            if text and text.strip():
+                frames.append(read_table(text))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TEXT_COLUMNS))
 
     def read_experiment(self) -> dict:
         """The resolved experiment a parent run of this sweep logged (experiment.json), or {}."""
@@ -154,6 +277,45 @@ class Tracker:
             except Exception:  # an interrupted parent has no table yet
                 return None
             return Path(path).read_text()
+
+
+def read_table(text: str) -> pd.DataFrame:
+    """A checkpoint table as written: ids stay strings (Tune's `14095149` or `890922e8` would otherwise
+    become numbers and no longer match the trial they name)."""
+    return pd.read_csv(io.StringIO(text), dtype={c: str for c in TEXT_COLUMNS})
+
+
+def close_dead_sweeps(uri: str) -> list[tuple[str, int]]:
+    """Sweeps still marked running whose driver process on this host is gone (SIGKILL, a crash): their
+    RUNNING runs become FAILED with the reason, the sweep is tagged "died". Returns (sweep, runs closed).
+    A sweep whose driver ran on another host is left alone: from here we cannot tell it is dead."""
+    client = MlflowClient(tracking_uri=uri)
+    closed = []
+    for e in client.search_experiments(filter_string=f"tags.`{STATUS_TAG}` = 'running'"):
+        owner = json.loads(e.tags.get(OWNER_TAG, "{}"))
+        if procs.alive(owner) is not False:
+            continue
+        reason = (f"the sweep's driver (pid {owner.get('pid')} on {owner.get('host')}) died without "
+                  "closing this run; found by a later run in the same store")
+        n = 0
+        for run in _runs_with_status(client, e.experiment_id, "RUNNING"):
+            client.set_tag(run.info.run_id, "error", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            n += 1
+        client.set_experiment_tag(e.experiment_id, STATUS_TAG, "died")
+        closed.append((e.name, n))
+    return closed
+
+
+def _runs_with_status(client: MlflowClient, experiment_id: str, status: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"attributes.status = '{status}'",
+                                  max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def sweeps(uri: str) -> list[str]:

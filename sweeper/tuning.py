@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Callable, Protocol
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+# Ctrl-C must stop the sweep (exit 130, runs KILLED), not make Tune end quietly and the sweep carry on.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
 
 import ray  # noqa: E402
@@ -49,39 +52,110 @@ class TrialListener(Protocol):
 
 # -- Ray itself ----------------------------------------------------------------------------------------
 ADDRESS_TIMEOUT_S = 5
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def _hostport(address: str) -> tuple[str, int]:
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise SweeperError(f"Ray address {address!r} is not auto or HOST:PORT")
+    return host, int(port)
+
+
+def _speaks_http2(host: str, port: int) -> str | None:
+    """None if the port answers an HTTP/2 preface with a SETTINGS frame (as a Ray GCS, a gRPC server,
+    does), else why not. Ray's own client would retry a silent or foreign server for minutes."""
+    try:
+        with socket.create_connection((host, port), timeout=ADDRESS_TIMEOUT_S) as s:
+            s.sendall(_HTTP2_PREFACE)
+            head = s.recv(9)
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    return None if len(head) == 9 and head[3] == 4 else "it answers, but not as a Ray GCS (no gRPC)"
+
+
+def _gcs_answers(address: str) -> str | None:
+    """None if a Ray GCS at `address` serves its session name within the timeout. The probe runs in a
+    daemon thread because Ray's client blocks for ~40 s before giving up on its own."""
+    outcome: dict = {}
+
+    def probe() -> None:
+        try:
+            from ray._raylet import GcsClient
+
+            client = GcsClient(address=address)
+            outcome["session"] = client.internal_kv_get(b"session_name", namespace=b"session",
+                                                        timeout=ADDRESS_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - any failure means "not a usable GCS"
+            outcome["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(ADDRESS_TIMEOUT_S + 1)
+    if "session" in outcome:
+        return None
+    return outcome.get("error", "no answer from its GCS")
 
 
 def check_address(address: str) -> None:
-    """Ray retries an unreachable cluster for minutes; a plain TCP connect fails in seconds."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise SweeperError(f"Ray address {address!r} is not auto or HOST:PORT")
+    """One clear error within seconds unless a Ray GCS answers at HOST:PORT. A plain TCP connect is not
+    enough: an open port that is not Ray made `ray.init` hang for over 5 minutes."""
+    host, port = _hostport(address)
+    why = _speaks_http2(host, port)
+    if why is None and "://" not in address:  # ray:// is Ray Client's own protocol: TCP + HTTP/2 suffice
+        why = _gcs_answers(f"{host}:{port}")
+    if why:
+        raise SweeperError(f"no Ray cluster answers at {address} within {ADDRESS_TIMEOUT_S} s ({why})")
+
+
+def resolve_auto() -> str:
+    """What `ray.init(address="auto")` would join: RAY_ADDRESS, else the cluster recorded in Ray's temp
+    directory (`ray_current_cluster`), else a running local GCS."""
+    from ray._private.services import canonicalize_bootstrap_address
+
     try:
-        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
-    except OSError as e:
-        raise SweeperError(f"no Ray cluster answers at {address} within {ADDRESS_TIMEOUT_S} s "
-                           f"({e.strerror or e})") from None
+        found = canonicalize_bootstrap_address("auto")
+    except (ConnectionError, ValueError) as e:
+        raise SweeperError(f"--address auto: {str(e).splitlines()[0]}") from None
+    if not found:
+        raise SweeperError("--address auto: no running Ray cluster is recorded on this machine")
+    return found
 
 
 def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
-    """Join `address` (a cluster) or start an embedded Ray; True if this call started it."""
+    """Join `address` (a cluster; `auto` = the one Ray has recorded on this machine) or start a new
+    embedded Ray; True if this call started it. Without an address Ray is always new and local
+    (`address="local"`): plain `ray.init()` would join whatever cluster the machine last recorded, or
+    hang for minutes on a stale record."""
     if ray.is_initialized():
         return False
-    if address:
+    if address == "auto":
+        address = resolve_auto()
+        try:
+            check_address(address)
+        except SweeperError as e:
+            raise SweeperError(f"--address auto found {address} in Ray's record of this machine's last cluster, "
+                               f"but {e}") from None
+    elif address and address != "local":
         check_address(address)
     try:
-        if address:
+        if address and address != "local":
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise SweeperError(f"cannot start or join Ray{f' at {address}' if address else ''}: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return True
+
+
+def describe() -> str:
+    """Which Ray this process is using, for the first progress line."""
+    s = slots()
+    gcs = ray.get_runtime_context().gcs_address
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return f"Ray at {gcs} ({nodes} node{'s' * (nodes != 1)}, {s.cpus} CPUs, {s.gpus:g} GPUs)"
 
 
 def stop() -> None:

@@ -36,10 +36,11 @@ def swept(tmp_path_factory, ray_session):
     return result, runs, lines
 
 
-def _tune_trial_ids(workdir: Path, method: str) -> set[str]:
+def _tune_trial_ids(workdir: Path, sweep: str, method: str) -> set[str]:
     """Ray's own record of the trials it ran (its per-trial folders and their params.json),
     independent of our callback."""
-    return {p.parent.name.split("_")[2] for p in (workdir / "ray" / "gaussian").glob("_trainable_*/params.json")
+    folder = workdir / "ray" / sweep / "gaussian"
+    return {p.parent.name.split("_")[2] for p in folder.glob("_trainable_*/params.json")
             if json.loads(p.read_text())["method"] == method}
 
 
@@ -47,7 +48,7 @@ def test_every_tune_trial_has_exactly_one_child_run(swept):
     result, runs, _ = swept
     trials = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune")]
     for method in ("gd", "ga"):
-        ray_ids = _tune_trial_ids(result.workdir, method)
+        ray_ids = _tune_trial_ids(result.workdir, result.name, method)
         mine = trials[trials["tags.method"] == method]["tags.trial_id"]
         assert len(ray_ids) == 3 and sorted(mine) == sorted(ray_ids)
     parents = runs[runs["tags.level"] == "parent"]

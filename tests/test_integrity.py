@@ -1,0 +1,242 @@
+"""Nothing wrong, nothing lost (fast part): rebuilt reports equal live ones, a missing fresh measurement
+is never replaced by a tuning value, the MLflow store is created atomically and a broken one is named,
+sweep names are reserved atomically, and Ray addresses that are not Ray fail in seconds."""
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from sweeper import cli, report, sweep, tracking
+
+PLAN_EXPERIMENT = {"name": "ids", "scenarios": [{"attack": "gaussian"}], "methods": ["gd", "ga"],
+                   "budgets": [0.02, 0.04], "fresh_seeds": [10, 11, 12], "delta": 0.1, "spaces": {}}
+
+
+def ref(method, phase, seed, effect):
+    return {"attack": "gaussian", "method": method, "trial_id": method, "phase": phase, "seed": seed,
+            "run_status": "FINISHED", "hparams": "{}", "budget": 0.0 if method == "none" else 1.0,
+            "attack/effect": effect, "attack/effect_se": 0.05, "acc/val": 0.98, "acc/test": 0.98, "removal": 0.0,
+            "objective": 0.0, "cost/fraction": 0.0, "cost/units": 0, "cost/seconds": 0.0, "mia/auc": 0.5,
+            "gus/sum": -effect * 100, "gus/n_valid": 100, "n_seeds": 1}
+
+
+def trial(tid, budget, removal, phase="tune", seed=None, source=None):
+    return {**ref("gd", phase, seed, 0.1), "trial_id": tid, "budget": budget, "objective": removal,
+            "removal": removal, "hparams": json.dumps({"lr": 0.1}), "source_trial": source, "cost/fraction": budget}
+
+
+def live_rows() -> pd.DataFrame:
+    """Tune ids that pandas would read as numbers: 14095149 (an int) and 890922e8 (a float, 8.9e13)."""
+    out = [ref("none", "tune", None, 0.3), ref("retrain", "tune", None, 0.0)]
+    out += [ref(m, "fresh", s, e) for s in (10, 11, 12) for m, e in (("none", 0.3), ("retrain", 0.0))]
+    out += [trial("14095149", 0.02, 0.5), trial("14095149", 0.04, 0.6),
+            trial("890922e8", 0.02, 0.2), trial("890922e8", 0.04, 0.9)]
+    out += [trial(f"{t}-fresh{s}", b, r, "fresh", s, t) for s, r in zip((10, 11, 12), (0.3, 0.4, 0.5))
+            for t, b in (("14095149", 0.02), ("890922e8", 0.04))]
+    return pd.DataFrame(out)
+
+
+def log_sweep(wd, rows: pd.DataFrame, name="ids", status="finished") -> tracking.Tracker:
+    """Write a sweep's parents as `run_sweep` does (real MLflow, SQLite in `wd`)."""
+    uri = tracking.default_uri(wd)
+    tracking.open_store(uri, wd)
+    tracker = tracking.Tracker(uri, name, wd)
+    tracker.reserve(numbered=False)
+    for method in ("none", "retrain", "gd", "ga"):
+        parent = tracker.start_parent("gaussian", method, {}, PLAN_EXPERIMENT)
+        mine = rows[rows.method == method]
+        tracker.end_parent(parent, mine.to_dict("records"))
+    tracker.set_status(status)
+    return tracker
+
+
+def test_a_rebuilt_report_equals_the_live_one_when_trial_ids_look_numeric(tmp_path):
+    rows = live_rows()
+    live = report.summarize(rows, 0.1, report.plan_of(PLAN_EXPERIMENT))
+    log_sweep(tmp_path, rows)
+    rebuilt = sweep.rebuild_report(tmp_path).summary
+    pd.testing.assert_frame_equal(rebuilt, live, check_dtype=False)
+    gd = rebuilt[(rebuilt.method == "gd") & (rebuilt.budget == 0.04)].iloc[0]
+    assert gd.trial_id == "890922e8" and gd.n_fresh == 3 and gd.removal == pytest.approx(0.4)
+    assert gd.removal_tuning == pytest.approx(0.9)  # the tuning value stays beside it, never instead of it
+    assert set(rebuilt[rebuilt.method == "ga"].status) == {"not_run"}  # configured, never ran: still a row
+
+
+def test_a_missing_fresh_measurement_is_never_replaced_by_the_tuning_value():
+    rows = live_rows()
+    rows = rows[~((rows.phase == "fresh") & (rows.source_trial == "890922e8"))]
+    s = report.summarize(rows, 0.1, report.plan_of(PLAN_EXPERIMENT))
+    gd = s[(s.method == "gd") & (s.budget == 0.04)].iloc[0]
+    assert gd.status == "no_fresh" and gd.n_fresh == 0 and pd.isna(gd.removal) and gd.removal_tuning == 0.9
+    failed = pd.concat([rows, pd.DataFrame([{**trial("890922e8-fresh10", float("nan"), 0.0, "fresh", 10, "890922e8"),
+                                             "run_status": "FAILED", "error": "RuntimeError: boom"}])])
+    s = report.summarize(failed, 0.1, report.plan_of(PLAN_EXPERIMENT))
+    assert s[(s.method == "gd") & (s.budget == 0.04)].iloc[0].status == "fresh_failed"
+
+
+def test_failed_references_give_failed_rows_not_a_verdict():
+    rows = live_rows()
+    rows = rows[rows.method != "none"]
+    rows = pd.concat([rows, pd.DataFrame([{"attack": "gaussian", "method": "none", "trial_id": "none",
+                                           "phase": "tune", "run_status": "FAILED", "error": "EOFError: x"}])])
+    s = report.summarize(rows, 0.1, report.plan_of(PLAN_EXPERIMENT))
+    assert s[s.method == "none"].iloc[0].status == "failed"
+    assert set(s[s.method == "gd"].status) == {"reference_failed"} and s[s.method == "gd"].removal.isna().all()
+
+
+def test_an_interrupted_sweep_rebuilds_as_a_partial_report(tmp_path):
+    log_sweep(tmp_path, live_rows(), status="interrupted")
+    result = sweep.rebuild_report(tmp_path)
+    assert "PARTIAL: interrupted" in (result.report_dir / "report.html").read_text()
+    assert (result.report_dir / "PARTIAL.txt").exists()
+
+
+# -- the MLflow store -------------------------------------------------------------------------------------
+OPEN_STORE = ("import sys; from pathlib import Path; from sweeper import tracking; "
+              "tracking.open_store(tracking.default_uri(Path(sys.argv[1])), Path(sys.argv[1]))")
+
+
+def test_the_store_is_created_atomically_and_once_by_concurrent_runs(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no half-built leftovers
+    tracker = tracking.Tracker(tracking.default_uri(tmp_path), "x", tmp_path)
+    assert tracker.reserve(numbered=True) == "x"
+
+
+def test_an_interrupted_creation_leaves_no_store(tmp_path):
+    """SIGKILL while the schema is being built: no mlflow.db appears; the next opener cleans up."""
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(tmp_path)])
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".mlflow.db.creating-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    if not list(tmp_path.glob(".mlflow.db.creating-*")):
+        pytest.skip("the creation finished before it could be killed")
+    assert not (tmp_path / "mlflow.db").exists()
+    tracking.open_store(tracking.default_uri(tmp_path), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_a_broken_store_is_one_clear_line(tmp_path, capsys):
+    # Built in another process: MLflow caches a store per URI, and this process must meet it fresh.
+    subprocess.run([sys.executable, "-c", OPEN_STORE, str(tmp_path)], check=True, timeout=120)
+    # What a creation killed mid-migration leaves (seen with SIGKILL ~2 s into MLflow's own creation):
+    # alembic_version names an early revision, some later tables exist and others do not. MLflow then
+    # re-runs migrations and fails with "index ... already exists" on every later run.
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'a8c4a736bde6'")
+        db.execute("DROP TABLE secrets")
+    for args in (["run", "--workdir", str(tmp_path), "--profile", "tiny"], ["report", "--workdir", str(tmp_path)]):
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is broken" in err and "already exists" in err and "Traceback" not in err
+
+
+# -- sweep names ------------------------------------------------------------------------------------------
+def test_names_are_reserved_atomically(tmp_path):
+    uri = tracking.default_uri(tmp_path)
+    tracking.open_store(uri, tmp_path)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(tracking.Tracker(uri, "s", tmp_path).reserve(True)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == ["s", "s-2", "s-3", "s-4"]
+    with pytest.raises(Exception, match="already exists"):
+        tracking.Tracker(uri, "s", tmp_path).reserve(numbered=False)
+
+
+def test_name_of_an_existing_sweep_is_refused_before_anything_runs(tmp_path, capsys):
+    log_sweep(tmp_path, live_rows(), name="taken")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert cli.main(["run", "--workdir", str(tmp_path), "--profile", "tiny", "--name", "taken"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a sweep named 'taken' already exists" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# -- Ray addresses ----------------------------------------------------------------------------------------
+def _server(reply: bytes | None):
+    """A TCP server on 127.0.0.1 that accepts and then stays silent (reply None) or answers `reply`."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held, stop = [], threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn = srv.accept()[0]
+            except OSError:
+                continue
+            held.append(conn)
+            if reply is not None:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, stop
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["silent", "http1"])
+def test_an_open_port_that_is_not_ray_fails_within_seconds(tmp_path, capsys, reply):
+    srv, stop = _server(reply)
+    port = srv.getsockname()[1]
+    try:
+        start = time.perf_counter()
+        code = cli.main(["run", "--workdir", str(tmp_path / "wd"), "--profile", "tiny",
+                         "--address", f"127.0.0.1:{port}"])
+        assert time.perf_counter() - start < 15
+    finally:
+        stop.set()
+        srv.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"no Ray cluster answers at 127.0.0.1:{port}" in err
+    assert not (tmp_path / "wd").exists()
+
+
+def test_address_auto_with_a_stale_record_fails_within_seconds(tmp_path):
+    """Ray's record of the last cluster points at a port where nothing listens (its head was killed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    ray_tmp = stale_ray_tmpdir(port)
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "--workdir", str(tmp_path / "wd"),
+                          "--profile", "tiny", "--address", "auto"], capture_output=True, text=True, timeout=60,
+                         env=_env(RAY_TMPDIR=ray_tmp, RAY_ADDRESS=""))
+    assert time.perf_counter() - start < 15
+    assert out.returncode == 2, out.stderr
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and "--address auto found" in err[0] and f":{port}" in err[0], out.stderr
+    assert not (tmp_path / "wd").exists()
+
+
+def stale_ray_tmpdir(port: int) -> str:
+    """A private Ray temp dir (short: Ray's socket paths must fit 107 bytes) recording a dead cluster."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    (folder / "ray").mkdir()
+    (folder / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    return str(folder)
+
+
+def _env(**extra):
+    import os
+
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **extra}
