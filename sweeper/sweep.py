@@ -224,9 +224,8 @@ def _stages(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Prog
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
              f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
-    trained = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir)
-    progress(f"base models: {trained} trained, {len(exp.scenarios) * len(all_seeds) - trained} cached "
-             f"({time.perf_counter() - t0:.1f}s)")
+    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir)
+    progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = {**_versions(), "sweep": sweep, "profile": exp.profile}
     if rev := _git_revision():
         common["git_revision"] = rev

@@ -1,0 +1,158 @@
+"""Nothing wrong, nothing lost (slow part, real `sweeper run` subprocesses on embedded Rays): Ctrl-C
+during tuning, a SIGKILLed driver, two runs started together in one work directory, and a stale Ray
+cluster record on the machine."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from sweeper import sweep, tracking
+
+pytestmark = pytest.mark.slow
+
+TINY = {"name": "tiny", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
+        "attack": {"name": "gaussian", "fraction": 0.2, "eps": 1.0}, "recipe": {"epochs": 4},
+        "methods": ["gd", "ga"], "budgets": [0.02, 0.04], "trials": 2, "seeds": [0], "fresh_seeds": [1, 2]}
+
+
+class Sweep:
+    """`sweeper run` in a subprocess with its own Ray temp dir, its output collected line by line."""
+
+    def __init__(self, wd: Path, *args: str, experiment: dict | None = None, env: dict | None = None):
+        exp = wd.parent / f"{wd.name}-{len(list(wd.parent.glob('*.yaml')))}.yaml"
+        exp.write_text(yaml.safe_dump(experiment or TINY))
+        self.ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths are limited
+        full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_TMPDIR": self.ray_tmp, **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(exp), "--workdir", str(wd),
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=full_env)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, fragment: str, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while not any(fragment in ln for ln in self.lines):
+            assert self.proc.poll() is None, "\n".join(self.lines[-30:])
+            assert time.time() < deadline, f"no line with {fragment!r}:\n" + "\n".join(self.lines[-30:])
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 600) -> int:
+        code = self.proc.wait(timeout=timeout)
+        time.sleep(0.5)
+        # Whatever Ray left of a killed driver (its processes carry the temp dir in their command lines).
+        subprocess.run(["pkill", "-9", "-f", self.ray_tmp], check=False)
+        return code
+
+
+def runs_of(wd: Path, name: str) -> pd.DataFrame:
+    client = MlflowClient(tracking.default_uri(wd))
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return pd.DataFrame([{"status": r.info.status, "level": r.data.tags.get("level"),
+                          "method": r.data.tags.get("method"), "phase": r.data.tags.get("phase"),
+                          "error": r.data.tags.get("error", "")} for r in runs])
+
+
+def sweep_status(wd: Path, name: str) -> str:
+    return tracking.Tracker(tracking.default_uri(wd), name, wd).status()
+
+
+def cli(wd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--workdir", str(wd)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path):
+    wd = tmp_path / "wd"
+    run = Sweep(wd, experiment={**TINY, "trials": 8, "budgets": [0.02, 0.04, 0.06]})
+    run.wait_for("[gaussian/gd] 1/8")
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish(timeout=120) == 130, "\n".join(run.lines[-20:])
+    assert not (wd / "report" / "tiny").exists()  # no report that could pass for a finished one
+    runs = runs_of(wd, "tiny")
+    assert "RUNNING" not in set(runs.status) and "FINISHED" not in set(runs[runs.level == "parent"].status)
+    assert (runs[runs.level == "parent"].status == "KILLED").all()
+    killed = runs[(runs.level == "trial") & (runs.status == "KILLED") & runs.error.str.contains("interrupted")]
+    assert len(killed) >= 1  # the trials in flight when Ctrl-C came
+    assert sweep_status(wd, "tiny") == "interrupted"
+    rebuilt = cli(wd, "report")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    summary = pd.read_csv(wd / "report" / "tiny" / "summary.csv")
+    assert {(m, b) for m, b in zip(summary.method, summary.budget) if m not in ("none", "retrain")} == \
+        {(m, b) for m in ("gd", "ga") for b in (0.02, 0.04, 0.06)}  # every configured row, none silently missing
+    assert "PARTIAL: interrupted" in (wd / "report" / "tiny" / "report.html").read_text()
+    assert summary[summary.method.isin(["gd", "ga"])].removal.isna().all()  # no fresh seeds ran: no numbers
+
+
+def test_a_killed_sweep_is_closed_by_the_next_run(tmp_path):
+    wd = tmp_path / "wd"
+    run = Sweep(wd)
+    run.wait_for("[gaussian/gd] 1/2")
+    run.proc.kill()
+    assert run.finish(timeout=60) == -signal.SIGKILL
+    assert "RUNNING" in set(runs_of(wd, "tiny").status)  # what SIGKILL leaves
+    second = Sweep(wd, experiment={**TINY, "methods": ["gd"], "trials": 1})
+    assert second.finish() == 0, "\n".join(second.lines[-20:])
+    assert any("sweep tiny: its driver died earlier" in ln for ln in second.lines)
+    runs = runs_of(wd, "tiny")
+    assert "RUNNING" not in set(runs.status) and sweep_status(wd, "tiny") == "died"
+    assert runs[runs.status == "FAILED"].error.str.contains("died without closing this run").all()
+    assert sweep_status(wd, "tiny-2") == "finished"
+    assert cli(wd, "report", "--sweep", "tiny").returncode == 0
+    assert "PARTIAL: its driver was killed" in (wd / "report" / "tiny" / "report.html").read_text()
+    compared = subprocess.run([sys.executable, "-m", "sweeper.cli", "compare", "tiny", "tiny-2", "--workdir", str(wd)],
+                              capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0 and "tiny-2:status" in compared.stdout, compared.stderr
+
+
+def test_two_runs_started_together_are_two_separate_sweeps(tmp_path):
+    wd = tmp_path / "wd"  # fresh: both race to create the MLflow store and the base models too
+    runs = [Sweep(wd), Sweep(wd)]
+    assert [r.finish() for r in runs] == [0, 0], "\n".join(runs[0].lines[-15:] + runs[1].lines[-15:])
+    assert sorted(tracking.sweeps(tracking.default_uri(wd))) == ["tiny", "tiny-2"]
+    for name in ("tiny", "tiny-2"):
+        r = runs_of(wd, name)
+        assert sorted(r[r.level == "parent"].method) == ["ga", "gd", "none", "retrain"]
+        tune = r[(r.level == "trial") & (r.phase == "tune") & r.method.isin(["gd", "ga"])]
+        assert tune.groupby("method").size().to_dict() == {"ga": 2, "gd": 2}
+        live = pd.read_csv(wd / "report" / name / "summary.csv")
+        assert (live[live.budget == 0.02].set_index("method").n_trials[["gd", "ga"]] == 2).all()  # not doubled
+        rebuilt = sweep.rebuild_report(wd, name).summary
+        pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), live, check_dtype=False)
+
+
+def test_default_run_starts_its_own_ray_despite_a_stale_cluster_record(tmp_path):
+    """Issue 15: a Ray head that died without `ray stop` leaves its address recorded; the default run
+    must not try to join it (it hung for minutes), but start its own Ray."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    wd = tmp_path / "wd"
+    ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    (Path(ray_tmp) / "ray").mkdir()
+    (Path(ray_tmp) / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "--profile", "tiny", "--trials", "1",
+                          "--workdir", str(wd)], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    first = out.stdout.splitlines()[0]
+    assert "embedded Ray at" in first and f":{port}" not in first
+    assert (wd / "report" / "quickstart" / "summary.csv").exists()
