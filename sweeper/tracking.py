@@ -38,6 +38,7 @@ PARENT_TABLE = "trials.csv"
 CHILD_TABLE = "checkpoints.csv"
 STATUS_TAG = "sweeper.status"  # running -> finished | interrupted | failed; "died" when found dead later
 OWNER_TAG = "sweeper.owner"    # host/pid/start time of the driver, to tell a killed sweep from a live one
+STORE_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}  # MLflow 3.17's
 TEXT_COLUMNS = ("attack", "method", "trial_id", "source_trial", "phase", "run_status", "hparams", "error")
 
 
@@ -70,6 +71,10 @@ def sqlite_path(uri: str) -> Path | None:
 def open_store(uri: str, workdir: Path) -> None:
     """Make sure the tracking store at `uri` exists and works, before Ray starts or anything is logged:
     a server that answers, a SQLite file that can be written (created atomically) and is not broken."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in STORE_SCHEMES:
+        raise SweeperError(f"tracking URI {uri!r} is not one MLflow can store runs in; use sqlite:///PATH, "
+                           "http(s)://HOST:PORT of an `mlflow server`, or a database URL (postgresql://, mysql://)")
     check_server(uri)
     path = sqlite_path(uri)
     if path is not None:
