@@ -37,7 +37,7 @@ from . import spaces  # noqa: E402
 from .config import Experiment  # noqa: E402
 from .errors import SweeperError  # noqa: E402
 from .metrics import DIVERGED  # noqa: E402
-from .scenario import Scenario, base_models, is_cached  # noqa: E402
+from .scenario import BuildSummary, Scenario, base_folder, base_models, check_entry, remove_stale_temps  # noqa: E402
 from .trial import run_trial  # noqa: E402
 
 GPU_PER_TRIAL = 0.25    # several small trials share a GPU (admission control only; Ray caps no memory)
@@ -127,8 +127,6 @@ def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int
     embedded Ray; True if this call started it. Without an address Ray is always new and local
     (`address="local"`): plain `ray.init()` would join whatever cluster the machine last recorded, or
     hang for minutes on a stale record."""
-    if ray.is_initialized():
-        return False
     if address == "auto":
         address = resolve_auto()
         try:
@@ -138,6 +136,8 @@ def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int
                                f"but {e}") from None
     elif address and address != "local":
         check_address(address)
+    if ray.is_initialized():  # a caller (tests, a notebook) already runs Ray in this process: use it
+        return False
     try:
         if address and address != "local":
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -189,11 +189,15 @@ def _build_base(scenario: dict, seed: int, base_dir: str) -> dict:
     return base_models(Scenario.from_dict(scenario), seed, base_dir).manifest
 
 
-def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str) -> int:
-    """Train the base models of every (scenario, seed) not cached yet, in parallel; returns how many."""
-    todo = [(sc, s) for sc in scenarios for s in seeds if not is_cached(sc, s, base_dir)]
+def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str) -> BuildSummary:
+    """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
+    failing its manifest checksum; the task moves it aside first), after removing the temporary folders
+    of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
+    summary = BuildSummary(removed=remove_stale_temps(base_dir))
+    todo = [(sc, s) for sc in scenarios for s in seeds
+            if summary.record(sc, s, check_entry(base_folder(sc, s, base_dir)))]
     ray.get([_build_base.options(**_task_resources()).remote(sc.as_dict(), s, base_dir) for sc, s in todo])
-    return len(todo)
+    return summary
 
 
 @ray.remote(num_cpus=1)
