@@ -2,15 +2,21 @@
 
 base/<hash>/ holds θ_poisoned and θ_retrain as state_dicts, the crafted poisoning and manifest.json.
 The hash covers the scenario, the seed, the recipe and BASE_VERSION, so changing any of them (or the
-code that trains, bumped by hand in BASE_VERSION) never reuses a stale model."""
+code that trains, bumped by hand in BASE_VERSION) never reuses a stale model. manifest.json records the
+sha256 and size of every file, and an entry is only ever loaded after they are checked: a truncated
+or altered file (a full disk, a killed copy) is rebuilt, never trusted."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +32,13 @@ from .models import BlockModel
 from .registry import attacks, datasets, models
 from .training import Recipe, train_from_scratch
 
-BASE_VERSION = 2  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 3  # bump when training, crafting or evaluation code changes what a cached model means
+# (3: manifest.json carries checksums; older entries are simply not found and get rebuilt)
+FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what manifest.json vouches for
+NOT_BUILT = "not built"  # check_entry's verdict on an absent entry (absent is not broken)
+STALE_TEMP_AGE_S = 3600  # an ownerless temporary folder untouched this long is a dead build's
+_RACY_S = 2  # see _digest
+_DIGESTS: dict[tuple, str] = {}  # per-process memo of file checksums, keyed by what stat() says
 
 
 @dataclass(frozen=True)
@@ -109,28 +121,27 @@ def _train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> N
         "retrain_units": scenario.recipe.retrain_units(len(poisoning.train) - len(poisoning.forget)),
         "craft_seconds": poisoning.craft_seconds, "craft_units": poisoning.craft_units,
         "train_seconds": timings, "metrics": refs, "torch": torch.__version__,
+        "files": {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size}
+                  for name in FILES},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
-def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: DataSet | None = None) -> BaseModels:
-    """Load the base models of (scenario, seed) from `root`, training them first if absent.
+def base_folder(scenario: Scenario, seed: int, root: str | os.PathLike) -> Path:
+    return Path(root) / scenario.key(seed)
 
-    Writes go to a temporary folder renamed into place, so concurrent callers (several trials, several
-    processes) never see half a cache entry; if two train at once, the first rename wins."""
+
+def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: DataSet | None = None) -> BaseModels:
+    """Load the base models of (scenario, seed) from `root` after checking them against their manifest,
+    training them first if absent and again (with a warning saying why) if the entry is broken."""
     data = data or scenario.load_data()
-    folder = Path(root) / scenario.key(seed)
-    if not (folder / "manifest.json").exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-        try:
-            _train_base(scenario, seed, data, tmp)
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / "manifest.json").exists():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    folder = base_folder(scenario, seed, root)
+    why = check_entry(folder)
+    if why is not None:
+        if why != NOT_BUILT:
+            warnings.warn(f"base models {folder} are broken ({why}); rebuilding them", stacklevel=2)
+            _discard(folder)
+        _build(scenario, seed, data, folder)
     state = torch.load(folder / "poisoning.pt", weights_only=False)
     poisoning = Poisoning(**state)
     return BaseModels(scenario, seed, data, poisoning,
@@ -139,7 +150,170 @@ def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: Da
 
 
 def is_cached(scenario: Scenario, seed: int, root: str | os.PathLike) -> bool:
-    return (Path(root) / scenario.key(seed) / "manifest.json").exists()
+    """True if the entry exists and every file matches its checksum."""
+    return check_entry(base_folder(scenario, seed, root)) is None
 
 
-__all__ = ["Scenario", "BaseModels", "base_models", "is_cached", "Split"]
+# -- integrity ----------------------------------------------------------------------------------------
+def check_entry(folder: str | os.PathLike) -> str | None:
+    """None if the entry at `folder` is whole (every file present, of the size and sha256 its manifest
+    records), else why not: NOT_BUILT if there is no such folder, "manifest.json missing",
+    "poisoned.pt: checksum mismatch", ..."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return NOT_BUILT
+    try:
+        files = json.loads((folder / "manifest.json").read_text())["files"]
+    except FileNotFoundError:
+        return "manifest.json missing"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "manifest.json unreadable"
+    if not isinstance(files, dict):
+        return "manifest.json unreadable"
+    for name in FILES:
+        if why := _check_file(folder / name, files.get(name)):
+            return f"{name}: {why}"
+    return None
+
+
+def _check_file(path: Path, want: dict | None) -> str | None:
+    if not isinstance(want, dict) or "size" not in want or "sha256" not in want:
+        return "no checksum in manifest.json"
+    try:
+        st = path.stat()
+        if st.st_size != want["size"]:
+            return f"truncated ({st.st_size} of {want['size']} bytes)" if st.st_size < want["size"] \
+                else f"{st.st_size} bytes, expected {want['size']}"
+        return None if _digest(path, st) == want["sha256"] else "checksum mismatch"
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror or type(e).__name__})"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(path: Path, st: os.stat_result) -> str:
+    """sha256 of `path`, memoised per process by (path, inode, size, mtime): every trial checks the same
+    state dicts (~45 MB each for a ResNet-18) again. A file modified within _RACY_S seconds is hashed
+    anew each time: a same-size rewrite inside one coarse timestamp tick would keep its mtime (git's
+    "racily clean" problem)."""
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = _sha256(path)
+        if time.time_ns() - st.st_mtime_ns < _RACY_S * 10**9:
+            return digest
+        _DIGESTS[key] = digest
+    return _DIGESTS[key]
+
+
+# -- building and cleaning up -------------------------------------------------------------------------
+def _temp_prefix(folder: Path) -> str:
+    """`.<hash>-<host>-<pid>-`: whoever finds such a folder left behind can tell whether its owner lives."""
+    return f".{folder.name}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _build(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> None:
+    """Train into a temporary folder beside `folder`, then rename it into place, so concurrent callers
+    (several trials, several processes) never see half an entry; if two train at once, the first rename
+    wins and the other checks the winner's entry."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(folder), dir=folder.parent))
+    try:
+        _train_base(scenario, seed, data, tmp)
+        os.rename(tmp, folder)
+    except OSError:
+        if check_entry(folder) is not None:
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard(folder: Path) -> None:
+    """Move a broken entry aside (atomic: no reader sees half of it), then delete it. If the rename fails
+    because another process moved it first, the outcome is the same."""
+    aside = folder.parent / f"{_temp_prefix(folder)}{secrets.token_hex(4)}"
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+_TEMP = re.compile(r"\.[0-9a-f]{16}-(?:(?P<host>.+)-(?P<pid>\d+)-)?[^-]+")
+
+
+def remove_stale_temps(root: str | os.PathLike, max_age_s: float = STALE_TEMP_AGE_S) -> list[str]:
+    """Delete the temporary folders of builds that can no longer finish, returning their names: those
+    of a dead process on this host, and ownerless ones (older code's `.<hash>-XXXX`) untouched for
+    `max_age_s`. A live process's folder is kept, and so is another host's (its processes are not ours
+    to see)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.is_dir() and _is_stale(p, max_age_s)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in stale]
+
+
+def _is_stale(path: Path, max_age_s: float) -> bool:
+    m = _TEMP.fullmatch(path.name)
+    if m is None:
+        return False
+    if m["pid"] is None:  # no owner recorded: judge by the newest write inside it
+        try:
+            newest = max([path.stat().st_mtime, *(c.stat().st_mtime for c in path.iterdir())])
+        except FileNotFoundError:
+            return False  # changing under us: someone is at work on it
+        return time.time() - newest > max_age_s
+    return m["host"] == socket.gethostname() and not _alive(int(m["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+@dataclass
+class BuildSummary:
+    """What building the base models of a sweep did: entries trained because absent, found whole, and
+    rebuilt because broken, as (attack, seed, reason); and the stale temporary folders removed."""
+    trained: int = 0
+    cached: int = 0
+    rebuilt: list[tuple[str, int, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def record(self, scenario: Scenario, seed: int, why: str | None) -> bool:
+        """Count one entry by check_entry's verdict; True if it needs building."""
+        if why is None:
+            self.cached += 1
+        elif why == NOT_BUILT:
+            self.trained += 1
+        else:
+            self.rebuilt.append((scenario.attack, seed, why))
+        return why is not None
+
+    def __str__(self) -> str:
+        text = f"{self.trained} trained, {self.cached} cached"
+        if self.rebuilt:
+            text += f", {len(self.rebuilt)} rebuilt (" + "; ".join(
+                f"{attack} seed {seed}: {why}" for attack, seed, why in self.rebuilt) + ")"
+        if self.removed:
+            text += f"; removed {len(self.removed)} stale temporary folder{'s' * (len(self.removed) != 1)}"
+        return text
+
+
+__all__ = ["Scenario", "BaseModels", "BuildSummary", "base_folder", "base_models", "check_entry", "is_cached",
+           "remove_stale_temps", "Split"]

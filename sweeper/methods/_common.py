@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 import operator
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,18 +38,16 @@ class UnlearnData:
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """A hyperparameter-free result (SSD's importances, SalUn's saliency) computed once per
         (scenario, seed) and reused by every trial. The caller still charges its full cost to every
-        trial (DESIGN §3): caching saves wall time, not units."""
+        trial (DESIGN §3): caching saves wall time, not units. A corrupt file is recomputed and
+        replaced, with a warning naming it."""
         if self.cache_dir is None:
             return compute()
         path = Path(self.cache_dir) / f"{key}.pt"
-        if path.exists():
-            return torch.load(path, weights_only=False)
+        payload = _read_checked(path)
+        if payload is not None:
+            return torch.load(io.BytesIO(payload), weights_only=False)
         value = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(value, tmp)
-        os.replace(tmp, path)  # atomic: concurrent trials never read half a file
+        _write_checked(value, path)
         return value
 
     def gen(self, stream: int) -> torch.Generator:
@@ -55,6 +56,41 @@ class UnlearnData:
     @property
     def batch_size(self) -> int:
         return self.recipe.batch_size
+
+
+_SHA256 = hashlib.sha256().digest_size
+
+
+def _read_checked(path: Path) -> bytes | None:
+    """The torch.save payload of a shared file, or None if there is none or it fails its checksum (a
+    truncated pickle can still load, as something else). The bytes checked are the bytes loaded."""
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    payload, digest = blob[:-_SHA256], blob[-_SHA256:]
+    if len(blob) > _SHA256 and hashlib.sha256(payload).digest() == digest:
+        return payload
+    warnings.warn(f"shared cache file {path} is corrupt (checksum mismatch); recomputing it", stacklevel=3)
+    return None
+
+
+def _write_checked(value: Any, path: Path) -> None:
+    """torch.save(value) followed by its sha256, replaced atomically. The checksum sits in the file, not
+    beside it: concurrent trials writing the same key could otherwise pair one's payload with another's
+    checksum. (torch.load still reads such a file: a zip archive ignores trailing bytes.)"""
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    payload = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload + hashlib.sha256(payload).digest())
+        os.replace(tmp, path)  # atomic: concurrent trials never read half a file
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def optimizer(model: nn.Module, data: UnlearnData, lr: float, params=None) -> torch.optim.Optimizer:
