@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import procs
 from . import attacks as _attacks  # noqa: F401  (registers attacks)
 from . import datasets as _datasets  # noqa: F401
 from . import models as _models  # noqa: F401
@@ -273,17 +274,7 @@ def _is_stale(path: Path, max_age_s: float) -> bool:
         except FileNotFoundError:
             return False  # changing under us: someone is at work on it
         return time.time() - newest > max_age_s
-    return m["host"] == socket.gethostname() and not _alive(int(m["pid"]))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
+    return procs.alive({"host": m["host"], "pid": m["pid"]}) is False
 
 
 @dataclass
