@@ -19,6 +19,7 @@ Every mistake is one SweeperError naming the file and the key."""
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -31,15 +32,21 @@ from . import methods as _methods
 from . import models as _models  # noqa: F401
 from . import spaces
 from .errors import SweeperError
+from .params import NON_NEGATIVE, POSITIVE, Range, check, numeric_keywords, ranges
 from .registry import attacks, datasets, methods, models
 from .scenario import Scenario
 from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
 OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta"}
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
 BASE_PROFILE = "quick"  # the file's own values, without overrides
+# Recipe lives in training.py; its ranges are checked here, where files are read. Momentum 1 never
+# forgets a gradient (SGD diverges); weight decay 0 is plain SGD, a meaningful choice.
+RECIPE_RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE,
+                 "momentum": Range(0, 1, high_open=True), "weight_decay": NON_NEGATIVE}
 
 
 @dataclass(frozen=True)
@@ -92,18 +99,29 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def _check_params(where: str, fn, params: dict) -> dict:
-    """Keyword parameters given in a file must exist in `fn`'s signature and match its defaults' types."""
-    sig = {p.name: p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    """Keyword parameters given in a file must exist in `fn`'s signature, match its defaults' types and lie
+    in the ranges its module declares: a bad value fails here, not minutes later inside a Ray task."""
+    # Parameters without a default (an attack's seed) are the sweep's to set: a file setting them would clash.
+    sig = {p.name: p.default for p in inspect.signature(fn).parameters.values()
+           if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
     for key, value in params.items():
         if key not in sig:
             raise SweeperError(f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(sig)) or 'none'}")
-        default = sig[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SweeperError(f"{where}: {key} must be a number, got {value!r}")
-            if isinstance(default, int) and not isinstance(value, int):
-                raise SweeperError(f"{where}: {key} must be an integer, got {value!r}")
+        _check_type(where, key, value, sig[key])
+        if key in numeric_keywords(fn):  # a module that forgot a range still gets the finiteness check
+            check(where, key, value, ranges(fn).get(key, Range()))
     return params
+
+
+def _check_type(where: str, key: str, value, default) -> None:
+    if isinstance(default, bool):  # before int: bool is an int subclass, and `box: 1` is no bool
+        if not isinstance(value, bool):
+            raise SweeperError(f"{where}.{key} must be true or false, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SweeperError(f"{where}.{key} must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            raise SweeperError(f"{where}.{key} must be an integer, got {value!r}")
 
 
 def _named(where: str, value, registry) -> tuple[str, dict]:
@@ -142,8 +160,7 @@ def _recipe(where: str, value) -> Recipe:
         want = int if known[key].type in ("int", int) else float
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
             raise SweeperError(f"{where}: recipe.{key} must be {'an integer' if want is int else 'a number'}, got {v!r}")
-        if v <= 0 and key not in ("momentum", "weight_decay"):
-            raise SweeperError(f"{where}: recipe.{key} must be positive, got {v!r}")
+        check(f"{where}: recipe", key, v, RECIPE_RANGES[key])
     return Recipe(**value)
 
 
@@ -197,6 +214,13 @@ def _delta(where: str, value) -> float:
     return float(value)
 
 
+def _device(where: str, value) -> str:
+    """Checked by form only: the machine that validates (a cluster's driver) may have no GPU at all."""
+    if not isinstance(value, str) or not DEVICE.fullmatch(value):
+        raise SweeperError(f"{where}: device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
 def _seeds(where: str, value, key: str = "seeds") -> tuple[int, ...]:
     if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                                                        for s in value):
@@ -221,7 +245,7 @@ def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, 
         raise SweeperError(f"{where}: profile {chosen!r} must be a mapping")
     bad = set(override) - (REQUIRED | OPTIONAL) | ({"profile", "profiles"} & set(override))
     if bad:
-        raise SweeperError(f"{where}: profile {chosen!r} sets unknown or forbidden keys {sorted(bad)}")
+        raise SweeperError(f"{where}: profile {chosen!r} sets unknown or forbidden keys {sorted(map(str, bad))}")
     return _merge(doc, override), chosen
 
 
@@ -230,7 +254,7 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
         raise SweeperError(f"{where}: expected a mapping at the top level")
     unknown = set(doc) - REQUIRED - OPTIONAL
     if unknown:
-        raise SweeperError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise SweeperError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     missing = REQUIRED - set(doc)
     if missing:
         raise SweeperError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
@@ -248,16 +272,14 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     spaces_doc = doc.get("spaces") or {}
     if not isinstance(spaces_doc, dict):
         raise SweeperError(f"{where}: spaces must be a mapping of method -> search space")
-    device = doc.get("device", "auto")
-    if not isinstance(device, str):
-        raise SweeperError(f"{where}: device must be a string such as auto, cpu or cuda")
+    device = _device(where, doc.get("device", "auto"))
     seeds = _seeds(where, doc["seeds"])
     exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device)
     for method in spaces_doc:
         methods.get(method)
-        exp.search_space(method)  # validates the override now, not mid-sweep
+        search_space(method, spaces_doc, where)  # validates the override now, not mid-sweep; names the file
     return exp
 
 
@@ -270,7 +292,7 @@ def load(path: str | Path | None = None, profile: str | None = None) -> Experime
     if not p.exists() and p.suffix == "" and (resources.files("sweeper.experiments") / f"{p.name}.yaml").is_file():
         text, where = (resources.files("sweeper.experiments") / f"{p.name}.yaml").read_text(), f"{p.name}.yaml"
     elif p.is_file():
-        text, where = p.read_text(), str(p)
+        text, where = _read(p), str(p)
     else:
         raise SweeperError(f"experiment file {path} not found (bundled: {', '.join(bundled())})")
     try:
@@ -278,6 +300,16 @@ def load(path: str | Path | None = None, profile: str | None = None) -> Experime
     except yaml.YAMLError as e:
         raise SweeperError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
     return parse(doc, where, profile)
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_bytes().decode("utf-8-sig")  # -sig: a leading BOM is no key
+    except UnicodeDecodeError as e:
+        raise SweeperError(f"{p}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); "
+                           "save the experiment file as UTF-8") from None
+    except OSError as e:
+        raise SweeperError(f"{p}: cannot read the experiment file ({e.strerror})") from None
 
 
 def bundled() -> list[str]:

@@ -10,6 +10,8 @@ imported here and nowhere else).
 The method's signature defaults are always the first point tried; they must lie inside the space."""
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from types import ModuleType
@@ -34,7 +36,36 @@ def _number(where: str, key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweeperError(f"{where}: {key} must be a number, got {value!r} "
                            "(write floats as 1.0e-4: YAML reads 1e-4 as a string)")
+    if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf / .nan: no sampler draws from those
+        raise SweeperError(f"{where}: {key} must be a finite number, got {value!r}")
     return value
+
+
+def _step(where: str, spec: dict, kind: str, log: bool):
+    """None, or a positive step (an integer one for an int range); a log range has no even grid."""
+    if spec.get("step") is None:
+        return None
+    step = _number(where, "step", spec["step"])
+    if log:
+        raise SweeperError(f"{where}: step cannot be combined with log: true")
+    if step <= 0:
+        raise SweeperError(f"{where}: step must be positive, got {step!r}")
+    if kind == "int" and not isinstance(step, int):
+        raise SweeperError(f"{where}: an int range needs an integer step, got {step!r}")
+    return step
+
+
+def _build(where: str, cls, *args, **kwargs) -> optuna.distributions.BaseDistribution:
+    """Optuna checks its distributions (ValueError) and warns where it silently changes one (a range its
+    step does not divide loses its top): both are mistakes in the file, each reported as one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return cls(*args, **kwargs)
+        except ValueError as e:
+            raise SweeperError(f"{where}: {' '.join(str(e).split())}") from None
+        except Warning as e:
+            raise SweeperError(f"{where}: {' '.join(str(e).split())} (refused rather than let Optuna change the space)") from None
 
 
 def distribution(where: str, spec) -> optuna.distributions.BaseDistribution:
@@ -44,11 +75,14 @@ def distribution(where: str, spec) -> optuna.distributions.BaseDistribution:
     if "choices" in spec:
         if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
             raise SweeperError(f"{where}: choices must be the only key and a non-empty list")
-        return optuna.distributions.CategoricalDistribution(spec["choices"])
+        for c in spec["choices"]:
+            if isinstance(c, float) and not math.isfinite(c):
+                raise SweeperError(f"{where}: choices must be finite numbers, got {c!r}")
+        return _build(where, optuna.distributions.CategoricalDistribution, spec["choices"])
     unknown = set(spec) - _RANGE_KEYS
     if unknown or not {"low", "high"} <= set(spec):
         raise SweeperError(f"{where}: a range needs low and high (and optionally log, type, step); "
-                           f"unknown keys: {sorted(unknown) or 'none'}")
+                           f"unknown keys: {sorted(map(str, unknown)) or 'none'}")
     low, high = _number(where, "low", spec["low"]), _number(where, "high", spec["high"])
     if low > high:
         raise SweeperError(f"{where}: low {low} > high {high}")
@@ -58,13 +92,14 @@ def distribution(where: str, spec) -> optuna.distributions.BaseDistribution:
     if log and low <= 0:
         raise SweeperError(f"{where}: a log range needs low > 0, got {low}")
     kind = spec.get("type", "float")
+    if kind not in ("float", "int"):
+        raise SweeperError(f"{where}: type must be float or int, got {kind!r}")
+    step = _step(where, spec, kind, log)
     if kind == "int":
         if not (isinstance(low, int) and isinstance(high, int)):
             raise SweeperError(f"{where}: an int range needs integer low and high")
-        return optuna.distributions.IntDistribution(low, high, log=log, step=spec.get("step", 1))
-    if kind != "float":
-        raise SweeperError(f"{where}: type must be float or int, got {kind!r}")
-    return optuna.distributions.FloatDistribution(float(low), float(high), log=log, step=spec.get("step"))
+        return _build(where, optuna.distributions.IntDistribution, low, high, log=log, step=step or 1)
+    return _build(where, optuna.distributions.FloatDistribution, float(low), float(high), log=log, step=step)
 
 
 def parse(method: str, doc, hyperparameters: dict[str, object], where: str) -> SearchSpace:

@@ -99,7 +99,10 @@ def _ensure_sqlite(path: Path, workdir: Path) -> None:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SweeperError(f"cannot write the MLflow store {path}: permission denied")
     if not path.exists():
-        _create_sqlite(path, (Path(workdir).resolve() / "artifacts").as_uri())
+        try:
+            _create_sqlite(path, (Path(workdir).resolve() / "artifacts").as_uri())
+        except OSError as e:  # root passes os.access everywhere; the file system still says no
+            raise SweeperError(f"cannot write the MLflow store {path}: {e.strerror or e}") from None
 
 
 def _create_sqlite(path: Path, artifacts: str) -> None:

@@ -14,12 +14,19 @@ from __future__ import annotations
 import torch
 
 from ..data import Split, generator
+from ..params import FRACTION, NON_NEGATIVE, POSITIVE, Range
 from ._base import Poisoning
 from ._surrogate import hold_out, rate_metrics
 
 PAPER = "Gu, Dolan-Gavitt, Garg, 2017, arXiv 1708.06733"
 RETRAIN_EFFECT = None  # a clean model's ASR is not known exactly: measured on θ_retrain
 _PICK, _MIA = 31, 33   # generator streams: which points are poisoned, MIA non-members
+RANGES = {
+    "fraction": FRACTION,
+    "target": NON_NEGATIVE,     # a class index; its upper bound (num_classes) belongs to the data set
+    "patch": POSITIVE,          # patch 0 would slice `-0:`, i.e. paint the whole image white
+    "eval_fraction": Range(0, 1, low_open=True, high_open=True),  # 0: no ASR points; 1: nothing to train on
+}
 
 
 def trigger(x: torch.Tensor, patch: int) -> torch.Tensor:

@@ -15,12 +15,15 @@ import torch
 from torch.nn import functional as F
 
 from ..data import Split, generator
+from ..params import FRACTION, POSITIVE
 from ._base import Poisoning
 
 PAPER = "Pawelczyk et al., ICLR 2025, arXiv 2406.17216"
 RETRAIN_EFFECT = 0.0  # E[GUS] = 0 on any model that never saw the noise: removal uses this exact value
 FRESH_DRAWS = 100     # fresh-noise scores per poison for the TPR at 1% FPR (DESIGN §3: at least 100)
 _NOISE, _FRESH, _MIA = 11, 12, 13  # generator streams: training noise, GUS null draws, MIA non-members
+# eps > 0, not ≥ 0: GUS divides by ε, and ε = 0 adds no noise (nothing to poison or to remove).
+RANGES = {"fraction": FRACTION, "eps": POSITIVE}
 
 
 def craft(train: Split, *, seed: int, fraction: float = 0.2, eps: float = 1.0) -> Poisoning:

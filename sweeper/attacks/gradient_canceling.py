@@ -25,6 +25,7 @@ import time
 import torch
 
 from ..data import Split, generator
+from ..params import FRACTION, POSITIVE, Range
 from ..training import Recipe
 from ._base import Poisoning
 from ._surrogate import hold_out, param_grads, surrogate
@@ -34,6 +35,17 @@ RETRAIN_EFFECT = None
 ACCURACY_IS_EFFECT = True
 WEIGHT_DECAY = Recipe().weight_decay  # the victims' default recipe; part of the stationarity condition
 _PICK, _LABEL, _MIA = 51, 52, 53     # generator streams: poison bases, their labels, MIA non-members
+RANGES = {
+    "fraction": FRACTION,       # poisons per clean point (added, not replaced); more poisons than clean points is another regime
+    "steps": POSITIVE,
+    "lr": POSITIVE,
+    "low_drop": FRACTION,       # an accuracy drop: 0 stops at once, above 1 is never reached
+    "low_step": POSITIVE,       # relative to the parameters' norm
+    "surrogate_width": POSITIVE,
+    "surrogate_epochs": POSITIVE,
+    "eval_fraction": Range(0, 1, low_open=True, high_open=True),  # 0: no test points; 1: no clean data
+    "num_classes": Range(2),    # a poison's label is another class than its base's
+}
 
 
 @torch.no_grad()

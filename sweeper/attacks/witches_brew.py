@@ -20,12 +20,24 @@ import time
 import torch
 
 from ..data import Split, generator
+from ..params import FRACTION, POSITIVE, Range
 from ._base import Poisoning
 from ._surrogate import hold_out, param_grads, rate_metrics, surrogate
 
 PAPER = "Geiping et al., ICLR 2021, arXiv 2009.02276"
 RETRAIN_EFFECT = None  # a clean model may still classify a target as its adversarial class: measured
 _CLASS, _PICK, _INIT = 41, 42, 43  # generator streams: adversarial classes, poison subsets, Δ restarts
+RANGES = {
+    "targets": POSITIVE,
+    "budget": FRACTION,         # share of the training set poisoned per target
+    "eps": FRACTION,            # ‖Δ‖∞ in [0, 1] pixel units: 0 perturbs nothing, beyond 1 the box binds
+    "restarts": POSITIVE,       # 0 restarts would return no perturbation at all
+    "steps": POSITIVE,
+    "tau": POSITIVE,            # Adam's lr is τ·ε
+    "surrogate_width": POSITIVE,
+    "surrogate_epochs": POSITIVE,
+    "num_classes": Range(2),    # the adversarial class differs from the true one
+}
 
 
 def _choose(rest: Split, targets: Split, n_per_target: int, num_classes: int, seed: int):

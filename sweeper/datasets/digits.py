@@ -9,9 +9,13 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from ..data import DataSet, Split
+from ..params import Range
 from ..registry import datasets
 
 SPLIT_SEED = 0  # fixed for ever: changing it changes every cached base model's meaning
+# Stratified splits need one image per class (10) at least; at most 800 each keeps ≥ 197 of the 1,797
+# images for training whatever the other split's size.
+RANGES = {"n_val": Range(10, 800), "n_test": Range(10, 800)}
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> Split:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..data import DataSet
+from ..params import POSITIVE
 from ..registry import models
 from .base import BlockModel
+
+RANGES = {"width": POSITIVE, "hidden": POSITIVE}  # channels and units: at least one each
 
 
 @models.register("small_cnn")
