@@ -11,6 +11,7 @@ study and one scheduler per method, with equal trial counts, inside a single Tun
 reused across methods and whose slots stay busy until the very end."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray's token authentication stays on (a new local Ray enables it and keeps its token in ~/.ray/auth_token):
+# an embedded Ray's GCS and raylet listen on every interface, and Ray offers no loopback-only binding.
+# Tests and CI set RAY_AUTH_MODE=disabled themselves.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
 # Ctrl-C must stop the sweep (exit 130, runs KILLED), not make Tune end quietly and the sweep carry on.
@@ -74,6 +77,18 @@ def _speaks_http2(host: str, port: int) -> str | None:
     return None if len(head) == 9 and head[3] == 4 else "it answers, but not as a Ray GCS (no gRPC)"
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _gcs_answers(address: str) -> str | None:
     """None if a Ray GCS at `address` serves its session name within the timeout. The probe runs in a
     daemon thread because Ray's client blocks for ~40 s before giving up on its own."""
@@ -90,8 +105,9 @@ def _gcs_answers(address: str) -> str | None:
             outcome["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
 
     thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(ADDRESS_TIMEOUT_S + 1)
+    with _quiet_stderr():  # Ray's C++ client logs its refusals to fd 2; the user gets our one line instead
+        thread.start()
+        thread.join(ADDRESS_TIMEOUT_S + 1)
     if "session" in outcome:
         return None
     return outcome.get("error", "no answer from its GCS")
@@ -104,6 +120,9 @@ def check_address(address: str) -> None:
     why = _speaks_http2(host, port)
     if why is None and "://" not in address:  # ray:// is Ray Client's own protocol: TCP + HTTP/2 suffice
         why = _gcs_answers(f"{host}:{port}")
+        if why and ("InvalidAuthToken" in why or "uthentication" in why):
+            raise SweeperError(f"the Ray cluster at {address} refuses this driver without its token: set "
+                               "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the cluster's token")
     if why:
         raise SweeperError(f"no Ray cluster answers at {address} within {ADDRESS_TIMEOUT_S} s ({why})")
 
