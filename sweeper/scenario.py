@@ -33,8 +33,9 @@ from .models import BlockModel
 from .registry import attacks, datasets, models
 from .training import Recipe, train_from_scratch
 
-BASE_VERSION = 3  # bump when training, crafting or evaluation code changes what a cached model means
-# (3: manifest.json carries checksums; older entries are simply not found and get rebuilt)
+BASE_VERSION = 4  # bump when training, crafting or evaluation code changes what a cached model means
+# (3: manifest.json carries checksums; older entries are simply not found and get rebuilt;
+#  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale)
 FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what manifest.json vouches for
 NOT_BUILT = "not built"  # check_entry's verdict on an absent entry (absent is not broken)
 STALE_TEMP_AGE_S = 3600  # an ownerless temporary folder untouched this long is a dead build's
