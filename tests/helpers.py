@@ -1,6 +1,9 @@
 """Small helpers for method tests: run a method from θ_poisoned under a budget, outside any sweep."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 from torch.nn import functional as F
 
@@ -41,3 +44,8 @@ def mean_loss(model, split):
 
 def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# The installed console script. `python -m sweeper.cli` run from the checkout would import the source
+# tree instead, where the bundled experiments and search spaces are not packages (CI installs non-editable).
+SWEEPER = str(Path(sys.executable).with_name("sweeper"))

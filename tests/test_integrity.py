@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import SWEEPER
 
 from sweeper import cli, report, sweep, tracking
 
@@ -215,7 +216,7 @@ def test_address_auto_with_a_stale_record_fails_within_seconds(tmp_path):
     s.close()
     ray_tmp = stale_ray_tmpdir(port)
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "--workdir", str(tmp_path / "wd"),
+    out = subprocess.run([SWEEPER, "run", "--workdir", str(tmp_path / "wd"),
                           "--profile", "tiny", "--address", "auto"], capture_output=True, text=True, timeout=60,
                          env=_env(RAY_TMPDIR=ray_tmp, RAY_ADDRESS=""))
     assert time.perf_counter() - start < 15

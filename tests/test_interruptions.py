@@ -4,7 +4,6 @@ cluster record on the machine."""
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import SWEEPER
 import yaml
 from mlflow import MlflowClient
 
@@ -33,7 +33,7 @@ class Sweep:
         self.ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths are limited
         full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_TMPDIR": self.ray_tmp, **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(exp), "--workdir", str(wd),
+        self.proc = subprocess.Popen([SWEEPER, "run", str(exp), "--workdir", str(wd),
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=full_env)
         self.lines: list[str] = []
@@ -72,7 +72,7 @@ def sweep_status(wd: Path, name: str) -> str:
 
 
 def cli(wd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--workdir", str(wd)], capture_output=True,
+    return subprocess.run([SWEEPER, *args, "--workdir", str(wd)], capture_output=True,
                           text=True, timeout=300)
 
 
@@ -114,7 +114,7 @@ def test_a_killed_sweep_is_closed_by_the_next_run(tmp_path):
     assert sweep_status(wd, "tiny-2") == "finished"
     assert cli(wd, "report", "--sweep", "tiny").returncode == 0
     assert "PARTIAL: its driver was killed" in (wd / "report" / "tiny" / "report.html").read_text()
-    compared = subprocess.run([sys.executable, "-m", "sweeper.cli", "compare", "tiny", "tiny-2", "--workdir", str(wd)],
+    compared = subprocess.run([SWEEPER, "compare", "tiny", "tiny-2", "--workdir", str(wd)],
                               capture_output=True, text=True, timeout=300)
     assert compared.returncode == 0 and "tiny-2:status" in compared.stdout, compared.stderr
 
@@ -150,7 +150,7 @@ def test_default_run_starts_its_own_ray_despite_a_stale_cluster_record(tmp_path)
     (Path(ray_tmp) / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "--profile", "tiny", "--trials", "1",
+    out = subprocess.run([SWEEPER, "run", "--profile", "tiny", "--trials", "1",
                           "--workdir", str(wd)], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     first = out.stdout.splitlines()[0]

@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 import pytest
+from helpers import SWEEPER
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_the_default_embedded_ray_refuses_a_driver_without_its_token(tmp_path):
         assert "InvalidAuthToken" in refused.stderr or "token" in refused.stderr.lower()
         accepted = _join(gcs, _env(other, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token))
         assert "JOINED 2" in accepted.stdout, accepted.stderr[-2000:]
-        ours = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "--profile", "tiny", "--address", gcs,
+        ours = subprocess.run([SWEEPER, "run", "--profile", "tiny", "--address", gcs,
                                "--workdir", str(tmp_path / "wd")], capture_output=True, text=True,
                               env=_env(other), timeout=120)
         assert ours.returncode == 2 and "refuses this driver without its token" in ours.stderr, ours.stderr
