@@ -45,8 +45,12 @@ def cmd_attacks(args) -> int:
     return 0
 
 
+def _load(args) -> config.Experiment:
+    return config.load(args.experiment, args.profile, data_root=args.data_root, skip_checksums=args.skip_checksums)
+
+
 def cmd_validate(args) -> int:
-    exp = config.load(args.experiment, args.profile)
+    exp = _load(args)
     print(f"ok: {exp.name} (profile {exp.profile}): {exp.scenario.dataset} / {exp.scenario.model} / "
           f"{', '.join(sc.attack for sc in exp.scenarios)}; methods {', '.join(exp.methods)}; budgets {list(exp.budgets)}; "
           f"{exp.trials} trials per method; seeds {list(exp.seeds)}")
@@ -56,8 +60,8 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     from .sweep import run_sweep
 
-    run_sweep(args.experiment, workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
-              address=args.address, profile=args.profile, name=args.name, progress=_say)
+    run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
+              address=args.address, name=args.name, progress=_say)
     return 0
 
 
@@ -88,6 +92,13 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", metavar="DIR", help="folder of a file-based data set (cifar10: DIR/cifar-10-batches-py/, "
+                   "cifar100: DIR/cifar-100-python/); overrides the file's data_root:")
+    p.add_argument("--skip-checksums", action="store_true", default=None, help="skip torchvision's md5 checks of the "
+                   "CIFAR files (for CIFAR-format files you wrote yourself; the official files pass them)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sweeper", description=(
         "Sweep machine-unlearning methods against data poisoning: the best poison removal each method "
@@ -99,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check an experiment file without running it")
     v.add_argument("experiment", help="path to an experiment YAML, or the name of a bundled one")
     v.add_argument("--profile", help="apply one of the file's profiles (quick, tiny, full, ...)")
+    _data_flags(v)
     v.set_defaults(fn=cmd_validate)
     r = sub.add_parser("run", help="run a sweep: tune every method, log to MLflow, write the report",
                        description="Run a sweep. With no experiment, the bundled quickstart: every registered "
@@ -112,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
     r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "
                    "numbered if taken)")
+    _data_flags(r)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="rebuild a sweep's report from MLflow alone")
     rp.add_argument("--workdir", default="sweeper-work", help="the sweep's work directory")

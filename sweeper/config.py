@@ -14,12 +14,15 @@
     profile: quick                                      # which entry of `profiles` applies
     profiles: {tiny: {trials: 2, recipe: {epochs: 10}}} # named partial overrides
     spaces: {gd: {params: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}}}   # optional overrides
+    data_root: ~/data/cifar                             # the folder of a file-based data set (its `root`)
 
 Every mistake is one SweeperError naming the file and the key."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import sys
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -38,7 +41,7 @@ from .scenario import Scenario
 from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
-OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta"}
+OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
@@ -122,6 +125,40 @@ def _check_type(where: str, key: str, value, default) -> None:
             raise SweeperError(f"{where}.{key} must be a number, got {value!r}")
         if isinstance(default, int) and not isinstance(value, int):
             raise SweeperError(f"{where}.{key} must be an integer, got {value!r}")
+
+
+def _data_folder(where: str, name: str, params: dict, file_root, data_root, skip_checksums) -> dict:
+    """The data set's `root` and `skip_checksums`: `--data-root` overrides the file's `data_root:` (or its
+    `dataset: {root: ...}`; a file sets one of the two), `--skip-checksums` the file's `skip_checksums`.
+    The folder becomes absolute against the current directory: trials run in other working directories."""
+    params = dict(params)
+    if file_root is not None and "root" in params:
+        raise SweeperError(f"{where}: data_root and dataset.root both name the data folder; keep one")
+    takes = inspect.signature(datasets.get(name)).parameters
+    for key, value, given in (("root", file_root, "data_root"), ("root", data_root, "--data-root"),
+                              ("skip_checksums", skip_checksums, "--skip-checksums")):
+        if value is None:
+            continue
+        if key not in takes:
+            raise SweeperError(f"{where}: {given} does not apply: dataset {name} reads no data folder")
+        params[key] = value
+    if "root" in params:
+        if not isinstance(params["root"], (str, os.PathLike)) or not str(params["root"]):
+            raise SweeperError(f"{where}: the data folder (data_root) must be a path, got {params['root']!r}")
+        params["root"] = os.path.abspath(os.path.expanduser(params["root"]))
+    return params
+
+
+def _check_data(where: str, loader, params: dict) -> None:
+    """The loader module's `check` (a look at the data files), called with every keyword parameter."""
+    hook = getattr(sys.modules[loader.__module__], "check", None)
+    if hook is None:
+        return
+    every = {p.name: p.default for p in inspect.signature(loader).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    try:
+        hook(**{**every, **params})
+    except SweeperError as e:
+        raise SweeperError(f"{where}: {e}") from None
 
 
 def _named(where: str, value, registry) -> tuple[str, dict]:
@@ -249,7 +286,9 @@ def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, 
     return _merge(doc, override), chosen
 
 
-def parse(doc, where: str, profile: str | None = None) -> Experiment:
+def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
+          skip_checksums: bool | None = None) -> Experiment:
+    """`data_root`, `skip_checksums`: the command line's --data-root / --skip-checksums (None: not given)."""
     if not isinstance(doc, dict):
         raise SweeperError(f"{where}: expected a mapping at the top level")
     unknown = set(doc) - REQUIRED - OPTIONAL
@@ -261,6 +300,7 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     doc, profile = _resolve_profile(where, doc, profile)
     dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
     model, model_params = _named(f"{where}: model", doc["model"], models)
+    dataset_params = _data_folder(where, dataset, dataset_params, doc.get("data_root"), data_root, skip_checksums)
     _check_params(f"{where}: dataset", datasets.get(dataset), dataset_params)
     _check_params(f"{where}: model", models.get(model), model_params)
     recipe = _recipe(where, doc.get("recipe"))
@@ -280,12 +320,14 @@ def parse(doc, where: str, profile: str | None = None) -> Experiment:
     for method in spaces_doc:
         methods.get(method)
         search_space(method, spaces_doc, where)  # validates the override now, not mid-sweep; names the file
+    _check_data(f"{where}: dataset", datasets.get(dataset), dataset_params)  # last: it reads files
     return exp
 
 
-def load(path: str | Path | None = None, profile: str | None = None) -> Experiment:
+def load(path: str | Path | None = None, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
+         skip_checksums: bool | None = None) -> Experiment:
     """Load an experiment file; no path means the bundled quickstart. A bare name (`quickstart`)
-    finds a bundled experiment."""
+    finds a bundled experiment. `data_root` / `skip_checksums` override the file's (see `parse`)."""
     if path is None:
         path = "quickstart"
     p = Path(path)
@@ -299,7 +341,7 @@ def load(path: str | Path | None = None, profile: str | None = None) -> Experime
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SweeperError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse(doc, where, profile)
+    return parse(doc, where, profile, data_root=data_root, skip_checksums=skip_checksums)
 
 
 def _read(p: Path) -> str:
