@@ -33,7 +33,7 @@ SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "co
 COLUMNS = (["attack", "method", "budget"]
            + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
            + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
-              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "equivalent_to_retrain", "pareto",
+              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "equivalent_to_retrain", "verdict", "pareto",
               "status", "trial_id", "hparams"])
 
 
@@ -53,6 +53,17 @@ def noninferior(ci_low: float, acc: float, retrain_acc: float, delta: float) -> 
     """DESIGN §3 "equivalent to retrain": the lower 95% bound of removal above 1 − δ and accuracy within
     EQUIVALENT_ACC of retrain's."""
     return bool(math.isfinite(ci_low) and ci_low > 1 - delta and acc >= retrain_acc - EQUIVALENT_ACC)
+
+
+def verdict(ci_low: float, ci_high: float, acc: float, retrain_acc: float, delta: float) -> str:
+    """DESIGN §3's three-way answer against retraining at margin δ: `equivalent` (lower 95% bound of
+    removal above 1 − δ and accuracy kept), `worse` (upper bound below 1 − δ: significantly short of
+    retraining, the paper's claim), else `inconclusive` (too few seeds, or too noisy, to say either)."""
+    if noninferior(ci_low, acc, retrain_acc, delta):
+        return "equivalent"
+    if math.isfinite(ci_high) and ci_high < 1 - delta:
+        return "worse"
+    return "inconclusive"
 
 
 def pooled_z(rows: pd.DataFrame) -> float:
@@ -231,6 +242,9 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
         row["status"] = "fresh_failed" if (ctx.failed.method == method).any() else "no_fresh"
     else:
         row["status"] = "ok" if ctx.worked else "attack_ineffective"
+    if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
+        row["verdict"] = verdict(row["removal_ci_low"], row["removal_ci_high"], row["acc_test"], ctx.retrain_acc,
+                                 ctx.delta)
     return row
 
 
@@ -253,8 +267,10 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     row["status"] = _status(row, ctx.worked, fresh_failed)
     if row["status"] in ("attack_ineffective", "diverged", "reference_failed"):
         row["removal"] = math.nan  # undefined, whatever a formula would print
-    row["equivalent_to_retrain"] = row["status"] == "ok" and noninferior(
-        row.get("removal_ci_low", math.nan), row["acc_test"], ctx.retrain_acc, ctx.delta)
+    if row["status"] == "ok":
+        row["verdict"] = verdict(row["removal_ci_low"], row["removal_ci_high"], row["acc_test"], ctx.retrain_acc,
+                                 ctx.delta)
+    row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
     return row
 
 
@@ -287,15 +303,35 @@ def pareto_front(summary: pd.DataFrame) -> list[bool]:
 
 
 def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (attack, method): the smallest budget where it is equivalent to retraining, or 'not reached'."""
+    """Per (attack, method): the three-way answer over its budgets, in words ("equivalent from budget b",
+    "worse at every budget", "worse at b1, b2; inconclusive at b3", "inconclusive"), and the smallest
+    equivalent budget (empty when there is none)."""
     out = []
     searched = summary[~summary.method.isin(REFERENCES)]
     for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
-        ok = g[g.equivalent_to_retrain.fillna(False).astype(bool)]
-        out.append({"attack": attack, "method": method,
-                    "smallest_equivalent_budget": f"{ok.budget.min():g}" if not ok.empty else "not reached",
+        eq = g[g.verdict == "equivalent"]
+        out.append({"attack": attack, "method": method, "verdict": _in_words(g),
+                    "smallest_equivalent_budget": f"{eq.budget.min():g}" if not eq.empty else "",
                     "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0]})
     return pd.DataFrame(out)
+
+
+def _in_words(g: pd.DataFrame) -> str:
+    judged = g[g.verdict.isin(["equivalent", "worse", "inconclusive"])]
+    if judged.empty:
+        return "no verdict (" + ", ".join(sorted(set(g.status.dropna()))) + ")"
+    eq = judged[judged.verdict == "equivalent"]
+    if not eq.empty:
+        return f"equivalent from budget {eq.budget.min():g}"
+    worse = judged[judged.verdict == "worse"]
+    if len(worse) == len(judged):
+        return "worse at every budget" if len(judged) == len(g) else \
+            f"worse at every judged budget ({', '.join(f'{b:g}' for b in worse.budget)})"
+    if worse.empty:
+        return "inconclusive"
+    rest = judged[judged.verdict == "inconclusive"]
+    return (f"worse at {', '.join(f'{b:g}' for b in worse.budget)}; "
+            f"inconclusive at {', '.join(f'{b:g}' for b in rest.budget)}")
 
 
 # -- hyperparameter importance ---------------------------------------------------------------------------
@@ -390,7 +426,7 @@ def table(summary: pd.DataFrame) -> str:
     s = summary.copy()
     s["removal ± 95%"] = _with_halfwidth(s)
     cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "gus_z",
-            "cost_fraction", "n_trials", "equivalent_to_retrain", "status"]
+            "cost_fraction", "n_trials", "verdict", "status"]
     with pd.option_context("display.width", 200, "display.max_rows", 1000):
         return s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
@@ -406,7 +442,7 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
     compact = summary.copy()
     compact["removal ± 95%"] = _with_halfwidth(compact)
     cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "acc_test_tuning", "gus_z",
-            "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "equivalent_to_retrain", "pareto",
+            "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "verdict", "pareto",
             "status", "hparams"]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
@@ -418,12 +454,14 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space
 <p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
 configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
 with a Student-t 95% interval (half-width shown), <code>removal_tuning</code> the optimistic tuning value.
-<b>Equivalent to retrain</b> = non-inferiority: lower 95% bound of removal &gt; 1 − δ (δ = {delta:g}) and test accuracy
-within {EQUIVALENT_ACC} of retrain's. Accuracy constraint of the objective: validation accuracy within
+<b>Verdict</b> against retraining at margin δ = {delta:g}: <i>equivalent</i> = lower 95% bound of removal &gt; 1 − δ and
+test accuracy within {EQUIVALENT_ACC} of retrain's; <i>worse</i> = upper 95% bound &lt; 1 − δ (significantly short of
+retraining); <i>inconclusive</i> = neither (too few or too noisy seeds to tell). The <code>retrain</code> row goes through the
+same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective: validation accuracy within
 {ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining; <code>tuning_cost_retrains</code> counts
 every unit the method's search spent.</p>
 <h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
-<h2>Smallest budget equivalent to retraining</h2>{eq.to_html(**fmt)}
+<h2>Verdict per method</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}
 <h2>Summary</h2><p>One row per (attack, method, budget); every column, intervals included, is in
 <code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
