@@ -86,8 +86,10 @@ def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path)
     runs = runs_of(wd, "tiny")
     assert "RUNNING" not in set(runs.status) and "FINISHED" not in set(runs[runs.level == "parent"].status)
     assert (runs[runs.level == "parent"].status == "KILLED").all()
-    killed = runs[(runs.level == "trial") & (runs.status == "KILLED") & runs.error.str.contains("interrupted")]
-    assert len(killed) >= 1  # the trials in flight when Ctrl-C came
+    tune = runs[(runs.level == "trial") & (runs.phase == "tune")]
+    assert len(tune) < 16  # stopped during tuning (2 methods x 8 trials planned)
+    # Trials in flight when Ctrl-C came (there may be none at that instant) are KILLED as interrupted.
+    assert (runs[runs.error.str.contains("interrupted")].status == "KILLED").all()
     assert sweep_status(wd, "tiny") == "interrupted"
     rebuilt = cli(wd, "report")
     assert rebuilt.returncode == 0, rebuilt.stderr
