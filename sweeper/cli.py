@@ -61,7 +61,7 @@ def cmd_run(args) -> int:
     from .sweep import run_sweep
 
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
-              address=args.address, name=args.name, progress=_say)
+              address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, progress=_say)
     return 0
 
 
@@ -124,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
     r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "
                    "numbered if taken)")
+    r.add_argument("--gpus-per-trial", type=float, metavar="G", help="share of a GPU each trial asks Ray for, "
+                   "in (0, 1] (default: the file's gpus_per_trial, else 0.25); base models take a whole GPU")
     _data_flags(r)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="rebuild a sweep's report from MLflow alone")

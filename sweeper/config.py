@@ -41,11 +41,14 @@ from .scenario import Scenario
 from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
-OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root"}
+OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root",
+            "gpus_per_trial"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
 BASE_PROFILE = "quick"  # the file's own values, without overrides
+GPUS_PER_TRIAL = 0.25  # four small trials share a GPU; a ResNet-18 trial on CIFAR may want 0.5 or 1
+GPUS_PER_TRIAL_RANGE = Range(0, 1, low_open=True)  # a trial uses one device: more than one GPU is never used
 # Recipe lives in training.py; its ranges are checked here, where files are read. Momentum 1 never
 # forgets a gradient (SGD diverges); weight decay 0 is plain SGD, a meaningful choice.
 RECIPE_RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE,
@@ -65,6 +68,7 @@ class Experiment:
     profile: str = BASE_PROFILE
     spaces: dict = field(default_factory=dict)
     device: str = "auto"
+    gpus_per_trial: float = GPUS_PER_TRIAL  # share of a GPU each trial asks Ray for (admission only: Ray caps no memory)
 
     @property
     def scenario(self) -> Scenario:
@@ -78,7 +82,8 @@ class Experiment:
         return {"name": self.name, "scenarios": [s.as_dict() for s in self.scenarios], "methods": list(self.methods),
                 "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
                 "fresh_seeds": list(self.fresh_seeds), "delta": self.delta,
-                "profile": self.profile, "spaces": self.spaces, "device": self.device}
+                "profile": self.profile, "spaces": self.spaces, "device": self.device,
+                "gpus_per_trial": self.gpus_per_trial}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -194,6 +199,10 @@ def _recipe(where: str, value) -> Recipe:
     for key, v in value.items():
         if key not in known:
             raise SweeperError(f"{where}: unknown recipe key {key!r}; known: {', '.join(known)}")
+        if known[key].type in ("bool", bool):
+            if not isinstance(v, bool):
+                raise SweeperError(f"{where}: recipe.{key} must be true or false, got {v!r}")
+            continue
         want = int if known[key].type in ("int", int) else float
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
             raise SweeperError(f"{where}: recipe.{key} must be {'an integer' if want is int else 'a number'}, got {v!r}")
@@ -249,6 +258,12 @@ def _delta(where: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise SweeperError(f"{where}: delta must be a number in (0, 1), got {value!r}")
     return float(value)
+
+
+def gpus_per_trial(where: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SweeperError(f"{where}: gpus_per_trial must be a number in (0, 1], got {value!r}")
+    return float(check(where, "gpus_per_trial", value, GPUS_PER_TRIAL_RANGE))
 
 
 def _device(where: str, value) -> str:
@@ -316,7 +331,8 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
     seeds = _seeds(where, doc["seeds"])
     exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
-                     _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device)
+                     _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
+                     gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)))
     for method in spaces_doc:
         methods.get(method)
         search_space(method, spaces_doc, where)  # validates the override now, not mid-sweep; names the file

@@ -8,6 +8,7 @@ or altered file (a full disk, a killed copy) is rebuilt, never trusted."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,21 +28,28 @@ from . import procs
 from . import attacks as _attacks  # noqa: F401  (registers attacks)
 from . import datasets as _datasets  # noqa: F401
 from . import models as _models  # noqa: F401
-from .attacks import Poisoning
+from .attacks import Poisoning, Victim
 from .data import DataSet, Split
 from .metrics import accuracy
 from .models import BlockModel
 from .registry import attacks, datasets, models
-from .training import Recipe, train_from_scratch
+from .training import Recipe, full_precision, prepare, train_from_scratch
 
-BASE_VERSION = 4  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 5  # bump when training, crafting or evaluation code changes what a cached model means
 # (3: manifest.json carries checksums; older entries are simply not found and get rebuilt;
-#  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale)
+#  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale;
+#  5: poisoning.pt holds plain tensors (loaded with weights_only=True), crafting and training on the device)
 FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what manifest.json vouches for
 NOT_BUILT = "not built"  # check_entry's verdict on an absent entry (absent is not broken)
 STALE_TEMP_AGE_S = 3600  # an ownerless temporary folder untouched this long is a dead build's
 _RACY_S = 2  # see _digest
 _DIGESTS: dict[tuple, str] = {}  # per-process memo of file checksums, keyed by what stat() says
+# Per-process caches: a Ray worker is reused across trials (reuse_actors, Ray's task worker pool), so each
+# loads a data set and a (scenario, seed)'s base models once instead of once per trial. Bounded: a CIFAR
+# entry holds a poisoned copy of the training set (600 MB).
+WORKER_CACHE = int(os.environ.get("SWEEPER_WORKER_CACHE", "4"))
+_DATASETS: OrderedDict[str, DataSet] = OrderedDict()
+_BASES: OrderedDict[tuple, "BaseModels"] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,9 @@ class Scenario:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def load_data(self) -> DataSet:
-        return datasets.get(self.dataset)(**self.dataset_params)
+        """The data set, loaded once per process (read-only by convention: splits are never modified in place)."""
+        key = json.dumps([self.dataset, self.dataset_params], sort_keys=True, default=str)
+        return remember(_DATASETS, key, lambda: datasets.get(self.dataset)(**self.dataset_params))
 
     def build_model(self, data: DataSet, seed: int) -> BlockModel:
         """A freshly initialised model; the init depends on `seed` only (global RNG left untouched)."""
@@ -94,48 +105,89 @@ class BaseModels:
     def model(self, which: str, device: torch.device | str = "cpu") -> BlockModel:
         m = self.scenario.build_model(self.data, self.seed)
         m.load_state_dict(getattr(self, which))
-        return m.to(device).eval()
+        return prepare(m, torch.device(device)).eval()
 
 
 def _reference_metrics(model: BlockModel, data: DataSet, poisoning: Poisoning, attack) -> dict:
-    return {"acc/val": accuracy(model, data.val), "acc/test": accuracy(model, data.test),
-            **attack.effect(model, poisoning.context)}
+    with full_precision():
+        return {"acc/val": accuracy(model, data.val), "acc/test": accuracy(model, data.test),
+                **attack.effect(model, poisoning.context)}
 
 
-def _train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> None:
+def _craft(scenario: Scenario, seed: int, data: DataSet, device: torch.device) -> Poisoning:
+    """The attack's crafting on `device`; attacks that name `victim` get the scenario's model and recipe."""
     attack = attacks.get(scenario.attack)
+    extra = {}
+    if "victim" in inspect.signature(attack.craft).parameters:
+        extra["victim"] = Victim(lambda s: prepare(scenario.build_model(data, s), device), scenario.recipe,
+                                 data.test.to(device), data.num_classes)
     start = time.perf_counter()
-    poisoning = attack.craft(data.train, seed=seed, **scenario.attack_params)
+    poisoning = attack.craft(data.train.to(device), seed=seed, **extra, **scenario.attack_params)
     poisoning.craft_seconds = poisoning.craft_seconds or time.perf_counter() - start
+    return poisoning
+
+
+def _train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, device: torch.device) -> None:
+    attack = attacks.get(scenario.attack)
+    poisoning = _craft(scenario, seed, data, device)
+    on_device = DataSet(data.name, data.train, data.val.to(device), data.test.to(device), data.num_classes,
+                        data.mean, data.std)
     timings = {}
     refs = {}
     for which, split in (("poisoned", poisoning.train), ("retrain", poisoning.retain)):
         start = time.perf_counter()
-        model = train_from_scratch(scenario.build_model(data, seed), split, scenario.recipe, seed)
+        model = train_from_scratch(scenario.build_model(data, seed), split.to(device), scenario.recipe, seed)
+        _synchronize(device)
         timings[which] = time.perf_counter() - start
-        torch.save(model.state_dict(), folder / f"{which}.pt")
-        refs[which] = _reference_metrics(model, data, poisoning, attack)
-    torch.save(poisoning.__dict__, folder / "poisoning.pt")
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / f"{which}.pt")
+        refs[which] = _reference_metrics(model, on_device, poisoning, attack)
+    torch.save(_poisoning_state(poisoning), folder / "poisoning.pt")
     manifest = {
         "scenario": scenario.as_dict(), "seed": seed, "version": BASE_VERSION,
         "poison_indices": poisoning.forget.tolist(), "attack_params": scenario.attack_params,
         "n_train": len(poisoning.train), "n_clean": len(poisoning.train) - len(poisoning.forget),
         "retrain_units": scenario.recipe.retrain_units(len(poisoning.train) - len(poisoning.forget)),
         "craft_seconds": poisoning.craft_seconds, "craft_units": poisoning.craft_units,
-        "train_seconds": timings, "metrics": refs, "torch": torch.__version__,
+        "train_seconds": timings, "metrics": refs, "torch": torch.__version__, "device": str(device),
         "files": {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size}
                   for name in FILES},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cpu(v):
+    return v.detach().cpu() if isinstance(v, torch.Tensor) else v
+
+
+def _poisoning_state(p: Poisoning) -> dict:
+    """Plain tensors and numbers only, so that it loads with torch.load(weights_only=True): nothing read
+    back from the cache is unpickled as code."""
+    return {"train_x": _cpu(p.train.x), "train_y": _cpu(p.train.y), "forget": _cpu(p.forget),
+            "context": {k: _cpu(v) for k, v in p.context.items()},
+            "craft_seconds": float(p.craft_seconds), "craft_units": int(p.craft_units)}
+
+
+def _load_poisoning(path: Path) -> Poisoning:
+    s = torch.load(path, weights_only=True)
+    return Poisoning(Split(s["train_x"], s["train_y"]), s["forget"], s["context"], s["craft_seconds"],
+                     s["craft_units"])
+
+
 def base_folder(scenario: Scenario, seed: int, root: str | os.PathLike) -> Path:
     return Path(root) / scenario.key(seed)
 
 
-def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: DataSet | None = None) -> BaseModels:
+def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: DataSet | None = None,
+                device: torch.device | str = "cpu") -> BaseModels:
     """Load the base models of (scenario, seed) from `root` after checking them against their manifest,
-    training them first if absent and again (with a warning saying why) if the entry is broken."""
+    training them first (on `device`) if absent and again (with a warning saying why) if the entry is
+    broken. A whole entry is loaded once per process and then served from memory (checksums are still
+    checked on every call; they are memoised by inode, size and mtime)."""
     data = data or scenario.load_data()
     folder = base_folder(scenario, seed, root)
     why = check_entry(folder)
@@ -143,12 +195,28 @@ def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: Da
         if why != NOT_BUILT:
             warnings.warn(f"base models {folder} are broken ({why}); rebuilding them", stacklevel=2)
             _discard(folder)
-        _build(scenario, seed, data, folder)
-    state = torch.load(folder / "poisoning.pt", weights_only=False)
-    poisoning = Poisoning(**state)
-    return BaseModels(scenario, seed, data, poisoning,
-                      torch.load(folder / "poisoned.pt"), torch.load(folder / "retrain.pt"),
+        _build(scenario, seed, data, folder, torch.device(device))
+    st = (folder / "manifest.json").stat()
+    key = (str(folder.resolve()), st.st_ino, st.st_mtime_ns, id(data))
+    return remember(_BASES, key, lambda: _load_entry(scenario, seed, data, folder))
+
+
+def _load_entry(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> BaseModels:
+    return BaseModels(scenario, seed, data, _load_poisoning(folder / "poisoning.pt"),
+                      torch.load(folder / "poisoned.pt", weights_only=True),
+                      torch.load(folder / "retrain.pt", weights_only=True),
                       json.loads((folder / "manifest.json").read_text()), folder)
+
+
+def remember(cache: OrderedDict, key, make):
+    """`cache[key]`, made on a miss; least recently used entries beyond WORKER_CACHE are dropped."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = make()
+    while len(cache) > max(1, WORKER_CACHE):
+        cache.popitem(last=False)
+    return value
 
 
 def is_cached(scenario: Scenario, seed: int, root: str | os.PathLike) -> bool:
@@ -221,14 +289,14 @@ def _temp_prefix(folder: Path) -> str:
     return f".{folder.name}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def _build(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> None:
+def _build(scenario: Scenario, seed: int, data: DataSet, folder: Path, device: torch.device) -> None:
     """Train into a temporary folder beside `folder`, then rename it into place, so concurrent callers
     (several trials, several processes) never see half an entry; if two train at once, the first rename
     wins and the other checks the winner's entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(folder), dir=folder.parent))
     try:
-        _train_base(scenario, seed, data, tmp)
+        _train_base(scenario, seed, data, tmp, device)
         os.rename(tmp, folder)
     except OSError:
         if check_entry(folder) is not None:

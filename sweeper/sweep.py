@@ -145,7 +145,8 @@ class Listener:
 
 def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workdir: str | os.PathLike = "sweeper-work",
               trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
-              profile: str | None = None, name: str | None = None, progress: Progress = print) -> SweepResult:
+              profile: str | None = None, name: str | None = None, gpus_per_trial: float | None = None,
+              progress: Progress = print) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
     experiment's name, numbered if taken. Every input is checked before anything is written to MLflow."""
@@ -154,6 +155,8 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise SweeperError(f"--trials must be a positive integer, got {trials!r}")
         exp = replace(exp, trials=trials)
+    if gpus_per_trial is not None:
+        exp = replace(exp, gpus_per_trial=config.gpus_per_trial("--gpus-per-trial", gpus_per_trial))
     existed = Path(workdir).expanduser().exists()
     wd = prepare_workdir(workdir)
     from . import tracking  # the MLflow edge: imported only when a sweep really runs
@@ -224,7 +227,7 @@ def _stages(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Prog
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
              f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
-    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir)
+    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = {**_versions(), "sweep": sweep, "profile": exp.profile}
     if rev := _git_revision():
@@ -317,7 +320,7 @@ def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dic
 def _references(run: _AttackRun) -> None:
     """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models."""
     seeds = run.exp.seeds
-    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")])
+    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")], run.exp.gpus_per_trial)
     for method, result in zip(("none", "retrain"), results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
                    {"phase": "tune", "n_seeds": len(seeds)})
@@ -340,7 +343,7 @@ def _fresh(run: _AttackRun) -> None:
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
     t0 = time.perf_counter()
-    results = run.tuning.run_trials([j[0] for j in jobs])
+    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial)
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
         tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,7 +17,8 @@ from .attacks import Poisoning
 from .budget import Budget
 from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
-from .scenario import BaseModels, Scenario, base_models
+from .scenario import BaseModels, Scenario, base_models, remember
+from .training import autocast, full_precision
 
 Metrics = dict[str, float]
 
@@ -73,9 +75,10 @@ class SeedEvaluator:
         return one if len(one) >= MIA_MIN_NONMEMBERS else make(math.ceil(MIA_MIN_NONMEMBERS / max(1, len(one))))
 
     def __call__(self, model: torch.nn.Module) -> Metrics:
-        m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
-        m.update(self.attack.effect(model, self.poisoning.context))
-        m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
+        with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
+            m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
+            m.update(self.attack.effect(model, self.poisoning.context))
+            m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
         m["retrain/acc_val"] = self.acc_val_retrain  # the reference the objective's constraint uses
         m["attack/ineffective"] = float(not self.m_poisoned - self.m_retrain > 0)
@@ -94,11 +97,20 @@ def seed_objective(m: Metrics, accuracy_constrained: bool) -> float:
                      accuracy_constrained=accuracy_constrained, metrics=m)
 
 
+_EVALUATORS: OrderedDict = OrderedDict()  # per process, like scenario's caches: the device copies of one seed's data
+
+
+def evaluator(base: BaseModels, device: torch.device) -> SeedEvaluator:
+    """The SeedEvaluator of (base, device), built once per worker process: a reused Ray worker then keeps
+    the seed's splits and poisoning on its device across trials instead of copying them for each one."""
+    return remember(_EVALUATORS, (id(base), str(device)), lambda: SeedEvaluator(base, device))
+
+
 def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> None:
     device = pick_device(cfg.device)
-    base = base_models(cfg.scenario, seed, cfg.base_dir)
+    base = base_models(cfg.scenario, seed, cfg.base_dir, device=device)
     method = methods.get(cfg.method)
-    evaluate = SeedEvaluator(base, device)
+    evaluate = evaluator(base, device)
     retrain_units = base.retrain_units
 
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
@@ -117,7 +129,8 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed,
                                 base.path / "shared")
     budget = Budget(retrain_units, cfg.budgets, lambda f, u: emit(row(model, f, u, budget.seconds)), device)
-    method.unlearn(model, data, budget, **cfg.hparams)
+    with autocast(cfg.scenario.recipe, device):  # the recipe's precision; evaluation switches back to fp32
+        method.unlearn(model, data, budget, **cfg.hparams)
     if _methods.kind(method) == "fixed":
         budget.finish()
 

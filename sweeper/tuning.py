@@ -37,13 +37,12 @@ from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from . import spaces  # noqa: E402
-from .config import Experiment  # noqa: E402
+from .config import GPUS_PER_TRIAL, Experiment  # noqa: E402
 from .errors import SweeperError  # noqa: E402
 from .metrics import DIVERGED  # noqa: E402
 from .scenario import BuildSummary, Scenario, base_folder, base_models, check_entry, remove_stale_temps  # noqa: E402
-from .trial import run_trial  # noqa: E402
+from .trial import pick_device, run_trial  # noqa: E402
 
-GPU_PER_TRIAL = 0.25    # several small trials share a GPU (admission control only; Ray caps no memory)
 REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floating point, unlike 3^k
 
 
@@ -185,37 +184,49 @@ def stop() -> None:
 class Slots:
     cpus: int
     gpus: float
+    gpus_per_trial: float = GPUS_PER_TRIAL  # several small trials share a GPU (admission only; Ray caps no memory)
 
     @property
     def concurrent(self) -> int:
         if self.gpus:
-            return max(1, min(self.cpus, int(self.gpus / GPU_PER_TRIAL)))
+            return max(1, min(self.cpus, int(self.gpus / self.gpus_per_trial)))
         return max(1, self.cpus)
 
     @property
     def resources(self) -> dict:
-        return {"cpu": 1, "gpu": GPU_PER_TRIAL} if self.gpus else {"cpu": 1}
+        return {"cpu": 1, "gpu": self.gpus_per_trial} if self.gpus else {"cpu": 1}
+
+    @property
+    def trial_task(self) -> dict:
+        """Ray task options of a plain trial (references, fresh seeds)."""
+        return {"num_gpus": self.gpus_per_trial} if self.gpus else {}
+
+    @property
+    def build_task(self) -> dict:
+        """Base-model training and crafting take a whole GPU where one exists (they fill it)."""
+        return {"num_gpus": min(1.0, self.gpus)} if self.gpus else {}
 
 
-def slots() -> Slots:
+def slots(gpus_per_trial: float = GPUS_PER_TRIAL) -> Slots:
     res = ray.cluster_resources()
-    return Slots(int(res.get("CPU", 1)), float(res.get("GPU", 0)))
+    return Slots(int(res.get("CPU", 1)), float(res.get("GPU", 0)), gpus_per_trial)
 
 
 # -- base models and references, as Ray tasks (use every core) -------------------------------------------
 @ray.remote(num_cpus=1)
-def _build_base(scenario: dict, seed: int, base_dir: str) -> dict:
-    return base_models(Scenario.from_dict(scenario), seed, base_dir).manifest
+def _build_base(scenario: dict, seed: int, base_dir: str, device: str) -> dict:
+    return base_models(Scenario.from_dict(scenario), seed, base_dir, device=pick_device(device)).manifest
 
 
-def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str) -> BuildSummary:
+def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto") -> BuildSummary:
     """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
     failing its manifest checksum; the task moves it aside first), after removing the temporary folders
     of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
     summary = BuildSummary(removed=remove_stale_temps(base_dir))
     todo = [(sc, s) for sc in scenarios for s in seeds
             if summary.record(sc, s, check_entry(base_folder(sc, s, base_dir)))]
-    ray.get([_build_base.options(**_task_resources()).remote(sc.as_dict(), s, base_dir) for sc, s in todo])
+    options = slots().build_task
+    ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device) for sc, s in todo])
     return summary
 
 
@@ -224,10 +235,11 @@ def _run_plain(config: dict) -> list[dict]:
     return run_trial(config)
 
 
-def run_trials(configs: list[dict]) -> list[list[dict] | str]:
+def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL) -> list[list[dict] | str]:
     """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
     searcher. Each entry is the trial's rows, or its error line if it raised."""
-    refs = [_run_plain.options(**_task_resources()).remote(c) for c in configs]
+    options = slots(gpus_per_trial).trial_task
+    refs = [_run_plain.options(**options).remote(c) for c in configs]
     out: list[list[dict] | str] = []
     for ref in refs:
         try:
@@ -236,10 +248,6 @@ def run_trials(configs: list[dict]) -> list[list[dict] | str]:
             lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
             out.append(f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}")
     return out
-
-
-def _task_resources() -> dict:
-    return {"num_gpus": GPU_PER_TRIAL} if slots().gpus else {}
 
 
 # -- one attack, one Tuner; one Optuna study and one ASHA per method ------------------------------------
@@ -385,7 +393,7 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
     scheduler = RoutingScheduler(lambda: ASHAScheduler(
         time_attr="budget", metric="objective", mode="max", grace_period=exp.budgets[0],
         max_t=exp.budgets[-1], reduction_factor=REDUCTION_FACTOR))
-    s = slots()
+    s = slots(exp.gpus_per_trial)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(_trainable, bases=bases), s.resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,

@@ -163,7 +163,7 @@ def test_build_bases_removes_temp_folders_of_dead_builds_only(ray_here, tiny_sce
 def test_new_temp_folders_name_their_owner(tiny_scenario, tmp_path, monkeypatch):
     seen = []
 
-    def fake_train(scenario_, seed, data, folder):
+    def fake_train(scenario_, seed, data, folder, device):
         seen.append(folder.name)
         raise RuntimeError("killed")
 

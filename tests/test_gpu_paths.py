@@ -12,9 +12,31 @@ from sweeper.trial import pick_device, run_trial
 
 def test_trials_ask_for_a_fraction_of_a_gpu_when_the_cluster_has_gpus():
     assert tuning.Slots(cpus=2, gpus=0).resources == {"cpu": 1}
-    assert tuning.Slots(cpus=16, gpus=1).resources == {"cpu": 1, "gpu": tuning.GPU_PER_TRIAL}
-    assert tuning.Slots(cpus=16, gpus=1).concurrent == int(1 / tuning.GPU_PER_TRIAL)
+    assert tuning.Slots(cpus=2, gpus=0).trial_task == tuning.Slots(cpus=2, gpus=0).build_task == {}
+    assert tuning.Slots(cpus=16, gpus=1).resources == {"cpu": 1, "gpu": 0.25}
+    assert tuning.Slots(cpus=16, gpus=1).concurrent == 4
     assert tuning.Slots(cpus=2, gpus=1).concurrent == 2  # CPUs bound it too
+
+
+def test_gpus_per_trial_sets_the_share_and_base_models_take_a_whole_gpu():
+    s = tuning.Slots(cpus=16, gpus=2, gpus_per_trial=0.5)
+    assert s.resources == {"cpu": 1, "gpu": 0.5} and s.trial_task == {"num_gpus": 0.5}
+    assert s.concurrent == 4
+    assert s.build_task == {"num_gpus": 1.0}
+    assert tuning.Slots(cpus=16, gpus=0.5).build_task == {"num_gpus": 0.5}  # a fractional logical GPU
+
+
+def test_gpus_per_trial_from_the_file_and_the_command_line(tmp_path):
+    from sweeper import config
+
+    path = tmp_path / "g.yaml"
+    path.write_text("dataset: digits\nmodel: small_cnn\nattack: gaussian\nmethods: [gd]\nbudgets: [0.02]\n"
+                    "trials: 1\nseeds: [0]\ngpus_per_trial: 0.5\n")
+    assert config.load(str(path)).gpus_per_trial == 0.5
+    for bad in ("0", "1.5", "true", "half"):
+        path.write_text(path.read_text().rsplit("gpus_per_trial", 1)[0] + f"gpus_per_trial: {bad}\n")
+        with pytest.raises(config.SweeperError, match="gpus_per_trial"):
+            config.load(str(path))
 
 
 def test_auto_device_follows_availability():

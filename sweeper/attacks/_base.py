@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from ..data import Split
+from ..training import Recipe
 
 
 @dataclass
@@ -28,3 +30,18 @@ class Poisoning:
     @property
     def forget_set(self) -> Split:
         return self.train.subset(self.forget)
+
+
+@dataclass(frozen=True)
+class Victim:
+    """What the scenario will train on the poisoned set, for attacks that model their victim (a
+    surrogate of the same architecture and recipe) or need the held-out test split (targets). `craft`
+    receives it as `victim=` only if its signature names that keyword."""
+    build: Callable[[int], torch.nn.Module]  # a freshly initialised victim model from a seed, on the device
+    recipe: Recipe
+    test: Split                               # the official test split, on the device
+    num_classes: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.test.x.device

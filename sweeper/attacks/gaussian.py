@@ -60,12 +60,15 @@ def gus_scores(grads: torch.Tensor, noise: torch.Tensor, eps: float) -> tuple[to
     return scores, valid
 
 
-def _tpr_at_1fpr(g: torch.Tensor, scores: torch.Tensor, eps: float, seed: int) -> float:
-    """Per poison: is its score below the 1% quantile of FRESH_DRAWS fresh-noise scores with its gradient?"""
+def _tpr_at_1fpr(scores: torch.Tensor, seed: int) -> float:
+    """Per poison: is its score below the 1% quantile of FRESH_DRAWS fresh-noise scores with its gradient?
+
+    A fresh draw ξ' ~ N(0, ε²I) scores ⟨ξ', g⟩ / (ε‖g‖), which is exactly N(0, 1) whatever g is, so the
+    scalar scores are drawn directly: the same distribution as projecting d-dimensional noise onto each
+    poison's gradient, without drawing FRESH_DRAWS x n x d numbers per evaluation (1.8 GB at the paper's
+    750 CIFAR-10 poisons; 30% of an evaluation's time on digits)."""
     gen = generator(seed, _FRESH)
-    fresh = eps * torch.randn((FRESH_DRAWS, *g.shape), generator=gen, dtype=torch.float64)
-    unit = g / g.norm(dim=1, keepdim=True)
-    null = (fresh * unit).sum(-1) / eps              # (draws, n): exactly N(0, 1) per column
+    null = torch.randn((FRESH_DRAWS, len(scores)), generator=gen, dtype=torch.float64)  # (draws, n)
     threshold = torch.quantile(null, 0.01, dim=0)
     return float((scores < threshold).double().mean())
 
@@ -79,14 +82,13 @@ def effect(model: torch.nn.Module, context: dict) -> dict[str, float]:
         return {"gus/mean": nan, "gus/z": nan, "gus/n_valid": 0, "gus/tpr_at_1fpr": nan,
                 "attack/effect": nan, "attack/effect_se": nan, "gus/sum": nan}
     s = scores[valid]
-    g = grads.flatten(1).double().cpu()[valid]
     mean = float(s.mean())
     return {
         "gus/mean": mean,
         "gus/z": mean * math.sqrt(n),
         "gus/n_valid": n,
         "gus/sum": float(s.sum()),  # lets callers pool z over seeds: z = Σ sums / √Σ n
-        "gus/tpr_at_1fpr": _tpr_at_1fpr(g, s, context["eps"], context["seed"]),
+        "gus/tpr_at_1fpr": _tpr_at_1fpr(s, context["seed"]),
         "attack/effect": -mean,
         "attack/effect_se": 1.0 / math.sqrt(n),  # I_z ~ N(0, 1) under the null
     }
