@@ -61,7 +61,8 @@ def cmd_run(args) -> int:
     from .sweep import run_sweep
 
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
-              address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, progress=_say)
+              address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
+              max_failures=args.max_failures, progress=_say)
     return 0
 
 
@@ -124,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
     r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "
                    "numbered if taken)")
+    r.add_argument("--storage", metavar="PATH", help="base models and Ray Tune records go here instead of the work "
+                   "directory: on a multi-node cluster, a folder every node sees at the same path (NFS/EFS mount, "
+                   "file:///...); default $SWEEPER_STORAGE, else the work directory")
+    r.add_argument("--max-failures", type=int, metavar="N", help="retry a trial or task whose worker or node died up "
+                   "to N times (default: the file's max_failures, else 2)")
     r.add_argument("--gpus-per-trial", type=float, metavar="G", help="share of a GPU each trial asks Ray for, "
                    "in (0, 1] (default: the file's gpus_per_trial, else 0.25); base models take a whole GPU")
     _data_flags(r)

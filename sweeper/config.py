@@ -42,11 +42,12 @@ from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
 OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root",
-            "gpus_per_trial"}
+            "gpus_per_trial", "max_failures"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
 BASE_PROFILE = "quick"  # the file's own values, without overrides
+MAX_FAILURES = 2  # a trial lost with its node (or a crashed worker) is retried twice from its start
 GPUS_PER_TRIAL = 0.25  # four small trials share a GPU; a ResNet-18 trial on CIFAR may want 0.5 or 1
 GPUS_PER_TRIAL_RANGE = Range(0, 1, low_open=True)  # a trial uses one device: more than one GPU is never used
 # Recipe lives in training.py; its ranges are checked here, where files are read. Momentum 1 never
@@ -68,6 +69,7 @@ class Experiment:
     profile: str = BASE_PROFILE
     spaces: dict = field(default_factory=dict)
     device: str = "auto"
+    max_failures: int = MAX_FAILURES  # retries of a failed trial (Tune) or task (Ray) before it counts as FAILED
     gpus_per_trial: float = GPUS_PER_TRIAL  # share of a GPU each trial asks Ray for (admission only: Ray caps no memory)
 
     @property
@@ -83,7 +85,7 @@ class Experiment:
                 "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
                 "fresh_seeds": list(self.fresh_seeds), "delta": self.delta,
                 "profile": self.profile, "spaces": self.spaces, "device": self.device,
-                "gpus_per_trial": self.gpus_per_trial}
+                "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -260,6 +262,12 @@ def _delta(where: str, value) -> float:
     return float(value)
 
 
+def max_failures(where: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SweeperError(f"{where}: max_failures must be a non-negative integer, got {value!r}")
+    return value
+
+
 def gpus_per_trial(where: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweeperError(f"{where}: gpus_per_trial must be a number in (0, 1], got {value!r}")
@@ -332,6 +340,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
     exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
+                     max_failures(where, doc.get("max_failures", MAX_FAILURES)),
                      gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)))
     for method in spaces_doc:
         methods.get(method)

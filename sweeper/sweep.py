@@ -47,6 +47,34 @@ def prepare_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
+OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "az://")
+
+
+def prepare_storage(storage: str | os.PathLike | None, wd: Path) -> Path:
+    """Where base models (`base/`) and Ray Tune's records (`ray/`) live: the work directory by default, or
+    a folder every node sees at the same path (an NFS/EFS mount, `file:///shared/...`) for a multi-node
+    cluster, whose trials must never read the driver's disk. Checked writable before anything starts."""
+    if storage is None or str(storage) == "":
+        return wd
+    text = str(storage)
+    if text.startswith(OBJECT_STORES):
+        raise SweeperError(f"--storage {text}: object stores are not supported yet (the base-model cache needs "
+                           "atomic renames); mount the bucket (s3fs, EFS, gcsfuse) and pass its path")
+    if "://" in text and not text.startswith("file://"):
+        raise SweeperError(f"--storage {text}: unknown scheme; use a path or file:///path (a folder every node sees)")
+    path = Path(text.removeprefix("file://")).expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if path.exists() and not path.is_dir():
+        raise SweeperError(f"--storage {path} is a file, not a folder")
+    probe_dir = path
+    while not probe_dir.exists():  # check writability at the nearest existing ancestor: create nothing yet
+        probe_dir = probe_dir.parent
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise SweeperError(f"--storage {path} is not writable")
+    return path.resolve() if path.exists() else path
+
+
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in ("sweeper", "torch", "ray", "mlflow", "optuna"):
@@ -87,6 +115,8 @@ class Listener:
         self.errors: dict[str, str] = {}
         self.finished = 0
         self.started_at: dict[str, float] = {}
+        self.nodes: dict[str, str] = {}    # trial -> the Ray node it (last) ran on
+        self.retries: dict[str, int] = {}  # trial -> failed attempts Tune retried
 
     def trial_started(self, trial_id: str, hparams: dict) -> None:
         if trial_id in self.runs:  # a retried or restored trial reopens its run, never a second one
@@ -98,8 +128,22 @@ class Listener:
             {**self.tags, "method": self.method, "attack": self.attack, "trial_id": trial_id})
 
     def trial_result(self, trial_id: str, metrics: dict) -> None:
+        node = metrics.pop("ray/node_id", None)
+        if node is not None and self.nodes.get(trial_id) != node:
+            self.nodes[trial_id] = node
+            self.tracker.tag(self.runs[trial_id], {"ray.node_id": node})
         self.rows[trial_id].append(metrics)
         self.tracker.log_checkpoint(self.runs[trial_id], metrics)
+
+    def trial_restarted(self, trial_id: str, error: str) -> None:
+        """Tune runs a failed trial again from its start (no checkpoints: a trial is short): forget the
+        lost attempt's rows, so the run's table and the report hold one attempt; its MLflow metric
+        history keeps both attempts' points, and the run says how many attempts failed and why."""
+        self.rows[trial_id] = []
+        self.retries[trial_id] = self.retries.get(trial_id, 0) + 1
+        self.tracker.tag(self.runs[trial_id], {"retries": self.retries[trial_id], "retry_reason": error})
+        self.progress(f"[{self.attack}/{self.method}] trial {trial_id} failed ({error}); retrying it "
+                      f"(attempt {self.retries[trial_id] + 1})")
 
     def trial_finished(self, trial_id: str, status: str, error: str | None) -> None:
         rows = self.rows.get(trial_id, [])
@@ -137,6 +181,8 @@ class Listener:
             head = {"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
                     "run_status": self.status.get(trial_id, "RUNNING"),
                     "hparams": report.hparams_json(self.hparams[trial_id])}
+            if trial_id in self.nodes:
+                head["node_id"] = self.nodes[trial_id]
             if trial_id in self.errors:
                 head["error"] = self.errors[trial_id]
             out += [{**head, **r} for r in rows] or [head]  # a trial that failed before any checkpoint still shows
@@ -146,6 +192,7 @@ class Listener:
 def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workdir: str | os.PathLike = "sweeper-work",
               trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
               profile: str | None = None, name: str | None = None, gpus_per_trial: float | None = None,
+              storage: str | os.PathLike | None = None, max_failures: int | None = None,
               progress: Progress = print) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
@@ -157,7 +204,11 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         exp = replace(exp, trials=trials)
     if gpus_per_trial is not None:
         exp = replace(exp, gpus_per_trial=config.gpus_per_trial("--gpus-per-trial", gpus_per_trial))
+    if max_failures is not None:
+        exp = replace(exp, max_failures=config.max_failures("--max-failures", max_failures))
     existed = Path(workdir).expanduser().exists()
+    root = prepare_storage(storage if storage is not None else os.environ.get("SWEEPER_STORAGE"),
+                           Path(workdir).expanduser().resolve())
     wd = prepare_workdir(workdir)
     from . import tracking  # the MLflow edge: imported only when a sweep really runs
     from . import tuning    # the Ray edge
@@ -179,18 +230,18 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         tracker = tracking.Tracker(uri, name or exp.name, wd)
         tracker.reserve(numbered=name is None)
         where = ("embedded " if started and not address else "joined ") + tuning.describe()
-        return _run(exp, wd, uri, tracker, tuning, progress, where)
+        return _run(exp, wd, root, uri, tracker, tuning, progress, where)
     finally:
         if started:
             tuning.stop()
 
 
-def _run(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Progress, where: str) -> SweepResult:
+def _run(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str) -> SweepResult:
     """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
     FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
     attack_runs: list[_AttackRun] = []
     try:
-        result = _stages(exp, wd, uri, tracker, tuning, progress, where, attack_runs)
+        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, attack_runs)
     except BaseException as e:
         _abort(tracker, attack_runs, e, progress)
         raise
@@ -218,16 +269,18 @@ def _abort(tracker, attack_runs: list["_AttackRun"], error: BaseException, progr
              f"`sweeper report --sweep {tracker.sweep}` writes its partial report")
 
 
-def _stages(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Progress, where: str,
+def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str,
             attack_runs: list["_AttackRun"]) -> SweepResult:
     sweep = tracker.sweep
-    base_dir = str(wd / "base")
+    base_dir = str(root / "base")
+    if root != wd:
+        where += f"; storage {root}"
     t0 = time.perf_counter()
     progress(f"sweep {sweep}: attacks {', '.join(sc.attack for sc in exp.scenarios)}; {len(exp.methods)} methods "
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
              f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
-    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device)
+    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device, exp.max_failures)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = {**_versions(), "sweep": sweep, "profile": exp.profile}
     if rev := _git_revision():
@@ -241,7 +294,7 @@ def _stages(exp: Experiment, wd: Path, uri: str, tracker, tuning, progress: Prog
         open_parents = {m: tracker.start_parent(scenario.attack, m, tags, exp.as_dict())
                         for m in ("none", "retrain", *exp.methods)}
         parents += open_parents.values()
-        run = _AttackRun(exp, scenario.attack, base, wd, tracker, tuning, tags, open_parents,
+        run = _AttackRun(exp, scenario.attack, base, root, tracker, tuning, tags, open_parents,
                          {m: [] for m in open_parents}, progress)
         attack_runs.append(run)
         _references(run)
@@ -271,7 +324,7 @@ class _AttackRun:
     exp: Experiment
     attack: str
     base: dict                     # the trial config common to every method
-    wd: Path
+    root: Path                     # the storage root: base/ and ray/ (the work directory unless --storage)
     tracker: object
     tuning: object
     tags: dict
@@ -292,7 +345,7 @@ def _tune(run: _AttackRun) -> None:
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
                      for m in exp.methods}
     run.tuning.tune_attack(exp, run.attack, {m: {**run.base, "method": m} for m in exp.methods},
-                           run.wd / "ray" / run.tracker.sweep, run.listeners)
+                           run.root / "ray" / run.tracker.sweep, run.listeners)
     finished = sum(listener.finished for listener in run.listeners.values())
     if finished < exp.trials * len(exp.methods):  # Tune returned without running every trial: it was stopped
         raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {exp.trials * len(exp.methods)} trials")
@@ -320,7 +373,8 @@ def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dic
 def _references(run: _AttackRun) -> None:
     """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models."""
     seeds = run.exp.seeds
-    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")], run.exp.gpus_per_trial)
+    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")], run.exp.gpus_per_trial,
+                                   run.exp.max_failures)
     for method, result in zip(("none", "retrain"), results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
                    {"phase": "tune", "n_seeds": len(seeds)})
@@ -343,7 +397,7 @@ def _fresh(run: _AttackRun) -> None:
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
     t0 = time.perf_counter()
-    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial)
+    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures)
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
         tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}

@@ -223,6 +223,9 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)])
 
+    def tag(self, run_id: str, tags: dict) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
     def end_child(self, run_id: str, status: str, rows: list[dict], tags: dict | None = None) -> None:
         """status: FINISHED, KILLED (stopped early by the scheduler) or FAILED."""
         if tags:

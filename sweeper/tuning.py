@@ -49,6 +49,7 @@ REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floatin
 class TrialListener(Protocol):
     def trial_started(self, trial_id: str, hparams: dict) -> None: ...
     def trial_result(self, trial_id: str, metrics: dict) -> None: ...
+    def trial_restarted(self, trial_id: str, error: str) -> None: ...
     def trial_finished(self, trial_id: str, status: str, error: str | None) -> None: ...
 
 
@@ -218,14 +219,15 @@ def _build_base(scenario: dict, seed: int, base_dir: str, device: str) -> dict:
     return base_models(Scenario.from_dict(scenario), seed, base_dir, device=pick_device(device)).manifest
 
 
-def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto") -> BuildSummary:
+def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto",
+                max_failures: int = 2) -> BuildSummary:
     """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
     failing its manifest checksum; the task moves it aside first), after removing the temporary folders
     of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
     summary = BuildSummary(removed=remove_stale_temps(base_dir))
     todo = [(sc, s) for sc in scenarios for s in seeds
             if summary.record(sc, s, check_entry(base_folder(sc, s, base_dir)))]
-    options = slots().build_task
+    options = {**slots().build_task, "max_retries": max_failures}  # a build lost with its node is redone
     ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device) for sc, s in todo])
     return summary
 
@@ -235,10 +237,12 @@ def _run_plain(config: dict) -> list[dict]:
     return run_trial(config)
 
 
-def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL) -> list[list[dict] | str]:
+def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL,
+               max_failures: int = 2) -> list[list[dict] | str]:
     """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
-    searcher. Each entry is the trial's rows, or its error line if it raised."""
-    options = slots(gpus_per_trial).trial_task
+    searcher. Each entry is the trial's rows, or its error line if it raised. A task whose worker or node
+    dies is retried up to `max_failures` times; an exception it raises is not (it would raise again)."""
+    options = {**slots(gpus_per_trial).trial_task, "max_retries": max_failures}
     refs = [_run_plain.options(**options).remote(c) for c in configs]
     out: list[list[dict] | str] = []
     for ref in refs:
@@ -247,13 +251,18 @@ def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL) -> l
         except ray.exceptions.RayTaskError as e:
             lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
             out.append(f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}")
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.ObjectLostError) as e:  # retries exhausted: this task fails, the sweep goes on
+            out.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'lost'}")
     return out
 
 
 # -- one attack, one Tuner; one Optuna study and one ASHA per method ------------------------------------
 def _trainable(config: dict, bases: dict) -> None:
     base = bases[config["method"]]
-    rows = run_trial({**base, "hparams": config["hparams"]}, on_checkpoint=tune.report)
+    node = ray.get_runtime_context().get_node_id()  # where the trial ran: a tag on its MLflow run
+    rows = run_trial({**base, "hparams": config["hparams"]},
+                     on_checkpoint=lambda metrics: tune.report({**metrics, "ray/node_id": node}))
     if not rows:  # a fixed-cost method over every checkpoint: tell the searcher it achieved nothing
         tune.report({"budget": base["budgets"][-1], "objective": DIVERGED, "over_budget": 1.0})
 
@@ -342,6 +351,11 @@ class _Forward(tune.Callback):
     def __init__(self, listeners: dict[str, TrialListener], max_budget: float):
         self.listeners, self.max_budget = listeners, max_budget
 
+    def __getstate__(self) -> dict:
+        """Tune pickles its run config (tuner.pkl); listeners live in this driver only (they hold the
+        MLflow client and the caller's progress function, which need not pickle)."""
+        return {"listeners": {}, "max_budget": self.max_budget}
+
     def _to(self, trial) -> TrialListener:
         return self.listeners[trial.config["method"]]
 
@@ -351,6 +365,10 @@ class _Forward(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         keep = {k: v for k, v in result.items() if "/" in k or k in ("budget", "removal", "objective", "over_budget")}
         self._to(trial).trial_result(trial.trial_id, keep)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed trial Tune will run again from its start (its node died, its worker crashed)."""
+        self._to(trial).trial_restarted(trial.trial_id, _error_text(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = (trial.last_result or {}).get("budget", 0.0)
@@ -401,6 +419,6 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
                                     max_concurrent_trials=s.concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=attack, storage_path=str(storage),
                                   callbacks=[_Forward(listeners, exp.budgets[-1])], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=exp.max_failures)),
     )
     tuner.fit()
