@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..data import DataSet, Split
 from ..errors import SweeperError
@@ -32,10 +31,18 @@ SPLIT_SEED = 0  # fixed for ever: changing it changes every cached base model's 
 @dataclass(frozen=True)
 class Source:
     name: str            # registered name, e.g. "cifar10"
-    cls: type            # torchvision's class (CIFAR10 / CIFAR100)
+    class_name: str      # torchvision's class (CIFAR10 / CIFAR100)
     num_classes: int
     mean: tuple[float, ...]  # per-channel statistics of the official train set, normalised inside the model
     std: tuple[float, ...]
+
+    @property
+    def cls(self) -> type:
+        """Imported on first use: torchvision.datasets costs ~1.5 s to import, which every `sweeper`
+        command (and every Ray worker) would otherwise pay for a data set it may never read."""
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, self.class_name)
 
     @property
     def files(self) -> list[str]:
@@ -114,6 +121,8 @@ def _plan(src: Source, n_total: int, n_val: int, n_train: int | None, where: Pat
 
 
 def _indices(y: np.ndarray, n_val: int, n_train: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # ~1 s to import (scipy.stats): only when loading
+
     idx = np.arange(len(y))
     train, val = train_test_split(idx, test_size=n_val, stratify=y, random_state=SPLIT_SEED)
     if n_train is not None and n_train < len(train):

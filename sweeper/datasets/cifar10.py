@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 
-from torchvision.datasets import CIFAR10
-
 from ..data import DataSet
 from ..params import Range
 from ..registry import datasets
@@ -17,7 +15,7 @@ from . import _cifar
 
 # Per-channel mean/std of the 50,000 official training images (the figures most CIFAR code uses), fixed
 # so a model's normalisation never depends on the subsample it was trained on.
-SOURCE = _cifar.Source("cifar10", CIFAR10, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+SOURCE = _cifar.Source("cifar10", "CIFAR10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 # Stratified splits need one image per class; the upper bound depends on the folder (checked on load).
 RANGES = {"n_val": Range(SOURCE.num_classes)}
 

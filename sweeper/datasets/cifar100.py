@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import functools
 
-from torchvision.datasets import CIFAR100
-
 from ..data import DataSet
 from ..params import Range
 from ..registry import datasets
 from . import _cifar
 
 # Per-channel mean/std of the 50,000 official training images (the figures most CIFAR code uses).
-SOURCE = _cifar.Source("cifar100", CIFAR100, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+SOURCE = _cifar.Source("cifar100", "CIFAR100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 RANGES = {"n_val": Range(SOURCE.num_classes)}  # one image per class at least, as cifar10
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from ..data import DataSet, Split
 from ..params import Range
@@ -24,6 +22,9 @@ def _split(x: np.ndarray, y: np.ndarray) -> Split:
 
 @datasets.register("digits")
 def load(*, n_val: int = 300, n_test: int = 300) -> DataSet:
+    from sklearn.datasets import load_digits  # imported here: ~1 s that commands not loading data skip
+    from sklearn.model_selection import train_test_split
+
     raw = load_digits()
     x = (raw.images / 16.0).astype(np.float32)  # [0, 16] ints -> [0, 1] pixel units
     y = raw.target.astype(np.int64)
