@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
 
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
               address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
-              max_failures=args.max_failures, progress=_say)
+              max_failures=args.max_failures, resume=args.resume, progress=_say)
     return 0
 
 
@@ -128,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", metavar="PATH", help="base models and Ray Tune records go here instead of the work "
                    "directory: on a multi-node cluster, a folder every node sees at the same path (NFS/EFS mount, "
                    "file:///...); default $SWEEPER_STORAGE, else the work directory")
+    r.add_argument("--resume", nargs="?", const=True, metavar="NAME", help="continue an interrupted sweep (default: "
+                   "the newest unfinished sweep of this experiment) with the same experiment, options and --storage; "
+                   "a finished one only gets its report rebuilt")
     r.add_argument("--max-failures", type=int, metavar="N", help="retry a trial or task whose worker or node died up "
                    "to N times (default: the file's max_failures, else 2)")
     r.add_argument("--gpus-per-trial", type=float, metavar="G", help="share of a GPU each trial asks Ray for, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -101,6 +102,9 @@ def scenario_hash(scenario, seeds) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+_HEAD = ("attack", "method", "trial_id", "phase", "run_status", "hparams", "error", "node_id", "n_seeds")
+
+
 class Listener:
     """Receives trial events from the Tune callback (in the driver) and writes them to MLflow."""
 
@@ -117,15 +121,54 @@ class Listener:
         self.started_at: dict[str, float] = {}
         self.nodes: dict[str, str] = {}    # trial -> the Ray node it (last) ran on
         self.retries: dict[str, int] = {}  # trial -> failed attempts Tune retried
+        self.logged: set[str] = set()      # --resume: trials read back from MLflow, not yet seen by Tune
 
     def trial_started(self, trial_id: str, hparams: dict) -> None:
+        self.started_at[trial_id] = time.perf_counter()
         if trial_id in self.runs:  # a retried or restored trial reopens its run, never a second one
+            if trial_id in self.logged:  # --resume: Tune starts a trial the interruption cut short again
+                self.logged.discard(trial_id)
+                if trial_id in self.status:  # it had finished after Tune last saved its state
+                    del self.status[trial_id]
+                    self.finished -= 1
+                self.rows[trial_id] = []
+                self.tracker.reopen(self.runs[trial_id])
             return
         self.hparams[trial_id], self.rows[trial_id] = hparams, []
-        self.started_at[trial_id] = time.perf_counter()
         self.runs[trial_id] = self.tracker.start_child(
             self.parent_id, f"{self.method}-{trial_id}", hparams,
-            {**self.tags, "method": self.method, "attack": self.attack, "trial_id": trial_id})
+            {**self.tags, "method": self.method, "attack": self.attack, "trial_id": trial_id,
+             "hparams": report.hparams_json(hparams)})
+
+    def restore(self, trial_id: str, run_id: str, hparams: dict, status: str, rows: list[dict] | None) -> None:
+        """--resume: a trial the interrupted sweep logged. With its `rows` it had finished (it counts and
+        its rows stay); without, it was cut short and Tune will start it again (or never, if Tune had not
+        saved it yet: `orphans` lists those afterwards)."""
+        self.runs[trial_id], self.hparams[trial_id] = run_id, hparams
+        self.logged.add(trial_id)
+        self.started_at[trial_id] = time.perf_counter()
+        if rows is None:
+            self.rows[trial_id] = []
+            return
+        self.rows[trial_id] = [{k: v for k, v in r.items() if k not in _HEAD} for r in rows]
+        self.status[trial_id] = status
+        if status == "FAILED" and rows and rows[0].get("error"):
+            self.errors[trial_id] = rows[0]["error"]
+        self.nodes.update({trial_id: rows[0]["node_id"]} if rows and rows[0].get("node_id") else {})
+        self.finished += 1
+
+    def drop_unknown(self, known: set[str] | None) -> list[str]:
+        """--resume: the runs of logged trials Tune did not run again and does not hold (`known`, None when
+        Tune was not resumed): its saved state predates them and it ran new trials in their place. They
+        leave the tables and the count; returns their run ids, for deletion."""
+        gone = [t for t in self.logged if t not in self.status or (known is not None and t not in known)]
+        for t in gone:
+            if t in self.status:
+                del self.status[t]
+                self.finished -= 1
+            self.rows.pop(t, None)
+            self.logged.discard(t)
+        return [self.runs.pop(t) for t in gone]
 
     def trial_result(self, trial_id: str, metrics: dict) -> None:
         node = metrics.pop("ray/node_id", None)
@@ -151,10 +194,10 @@ class Listener:
         tags = {"error": error} if error else {}
         if diverged:
             tags["diverged"] = "true"
-        self.tracker.end_child(self.runs[trial_id], status, rows, tags)
         self.status[trial_id] = status
         if error:
             self.errors[trial_id] = error
+        self.tracker.end_child(self.runs[trial_id], status, self._table(trial_id), tags)
         self.finished += 1
         self.progress(self._line(trial_id, status, error, rows))
 
@@ -176,24 +219,25 @@ class Listener:
 
     def table(self) -> list[dict]:
         """Every checkpoint of every trial, with the trial's final status: the parent's `trials.csv`."""
-        out = []
-        for trial_id, rows in self.rows.items():
-            head = {"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
-                    "run_status": self.status.get(trial_id, "RUNNING"),
-                    "hparams": report.hparams_json(self.hparams[trial_id])}
-            if trial_id in self.nodes:
-                head["node_id"] = self.nodes[trial_id]
-            if trial_id in self.errors:
-                head["error"] = self.errors[trial_id]
-            out += [{**head, **r} for r in rows] or [head]  # a trial that failed before any checkpoint still shows
-        return out
+        return [row for trial_id in self.rows for row in self._table(trial_id)]
+
+    def _table(self, trial_id: str) -> list[dict]:
+        """One trial's checkpoints with its head (also the child run's `checkpoints.csv`)."""
+        head = {"attack": self.attack, "method": self.method, "trial_id": trial_id, "phase": "tune",
+                "run_status": self.status.get(trial_id, "RUNNING"),
+                "hparams": report.hparams_json(self.hparams[trial_id])}
+        if trial_id in self.nodes:
+            head["node_id"] = self.nodes[trial_id]
+        if trial_id in self.errors:
+            head["error"] = self.errors[trial_id]
+        return [{**head, **r} for r in self.rows[trial_id]] or [head]  # a trial failed before any checkpoint still shows
 
 
 def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workdir: str | os.PathLike = "sweeper-work",
               trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
               profile: str | None = None, name: str | None = None, gpus_per_trial: float | None = None,
               storage: str | os.PathLike | None = None, max_failures: int | None = None,
-              progress: Progress = print) -> SweepResult:
+              resume: str | bool | None = None, progress: Progress = print) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
     experiment's name, numbered if taken. Every input is checked before anything is written to MLflow."""
@@ -216,7 +260,12 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
     uri = tracking_uri or tracking.default_uri(wd)
     try:
         tracking.open_store(uri, wd)  # before Ray starts: a bad URI costs nothing and leaves nothing
-        if name and tracking.exists(uri, name):  # early and clear; reserve() below is the atomic check
+        if resume:
+            name = _resumable(uri, wd, exp, resume)
+            if tracking.Tracker(uri, name, wd).status() == "finished":
+                progress(f"sweep {name} had finished: rebuilding its report only")
+                return rebuild_report(wd, name, tracking_uri)
+        elif name and tracking.exists(uri, name):  # early and clear; reserve() below is the atomic check
             raise SweeperError(f"a sweep named {name!r} already exists in {uri}; choose another --name "
                                "(or leave it out to get a numbered one)")
         started = tuning.start(address)
@@ -228,20 +277,56 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         for dead, n in tracking.close_dead_sweeps(uri):
             progress(f"sweep {dead}: its driver died earlier; {n} runs it left RUNNING are now FAILED")
         tracker = tracking.Tracker(uri, name or exp.name, wd)
-        tracker.reserve(numbered=name is None)
+        if resume:
+            tracker.attach()
+        else:
+            tracker.reserve(numbered=name is None)
         where = ("embedded " if started and not address else "joined ") + tuning.describe()
-        return _run(exp, wd, root, uri, tracker, tuning, progress, where)
+        if resume:
+            where = f"resuming sweep {name}; {where}"
+        return _run(exp, wd, root, uri, tracker, tuning, progress, where, bool(resume))
     finally:
         if started:
             tuning.stop()
 
 
-def _run(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str) -> SweepResult:
+def _resumable(uri: str, wd: Path, exp: Experiment, resume: str | bool) -> str:
+    """The sweep --resume continues: the one named, else the newest unfinished sweep of this experiment
+    (its name, or its name numbered). It must not be running, and must have run this same experiment."""
+    from . import tracking
+
+    tracking.close_dead_sweeps(uri)  # a SIGKILLed driver left its sweep "running": it is resumable
+    statuses = dict(tracking.sweep_statuses(uri))
+    if isinstance(resume, str):
+        if resume not in statuses:
+            raise SweeperError(f"--resume {resume}: no sweep of that name in {uri} (known: "
+                               f"{', '.join(statuses) or 'none'})")
+        name = resume
+    else:
+        mine = [n for n, st in statuses.items() if st != "finished"
+                and (n == exp.name or re.fullmatch(re.escape(exp.name) + r"-\d+", n))]
+        if not mine:
+            raise SweeperError(f"--resume: no unfinished sweep of experiment {exp.name!r} in {uri}; nothing to resume")
+        name = mine[0]
+    if statuses[name] == "running":
+        raise SweeperError(f"--resume {name}: the sweep is still running (its driver is alive, or runs on another "
+                           "host); stop it first")
+    logged = tracking.Tracker(uri, name, wd).read_experiment()
+    now = json.loads(json.dumps(exp.as_dict(), default=str))
+    if logged and logged != now:
+        keys = sorted(k for k in set(logged) | set(now) if logged.get(k) != now.get(k))
+        raise SweeperError(f"--resume {name}: this experiment differs from the one the sweep ran (in "
+                           f"{', '.join(keys)}); resume it with the same file, profile and options")
+    return name
+
+
+def _run(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str,
+         resumed: bool = False) -> SweepResult:
     """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
     FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
     attack_runs: list[_AttackRun] = []
     try:
-        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, attack_runs)
+        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, attack_runs, resumed)
     except BaseException as e:
         _abort(tracker, attack_runs, e, progress)
         raise
@@ -270,7 +355,7 @@ def _abort(tracker, attack_runs: list["_AttackRun"], error: BaseException, progr
 
 
 def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str,
-            attack_runs: list["_AttackRun"]) -> SweepResult:
+            attack_runs: list["_AttackRun"], resumed: bool = False) -> SweepResult:
     sweep = tracker.sweep
     base_dir = str(root / "base")
     if root != wd:
@@ -291,11 +376,11 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
         tags = {**common, "scenario": scenario_hash(scenario, all_seeds)}
         base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
                 "budgets": list(exp.budgets), "device": exp.device}
-        open_parents = {m: tracker.start_parent(scenario.attack, m, tags, exp.as_dict())
-                        for m in ("none", "retrain", *exp.methods)}
+        logged = tracker.logged_runs(scenario.attack) if resumed else None
+        open_parents = _parents(tracker, scenario.attack, ("none", "retrain", *exp.methods), tags, exp, logged)
         parents += open_parents.values()
         run = _AttackRun(exp, scenario.attack, base, root, tracker, tuning, tags, open_parents,
-                         {m: [] for m in open_parents}, progress)
+                         {m: [] for m in open_parents}, progress, logged=logged)
         attack_runs.append(run)
         _references(run)
         _tune(run)
@@ -311,6 +396,19 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
              f"MLflow: mlflow ui --backend-store-uri {uri}")
     return SweepResult(sweep, wd, uri, summary, folder)
+
+
+def _parents(tracker, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None) -> dict[str, str]:
+    """A parent run per method: new, or (--resume) the interrupted sweep's, reopened."""
+    out = {}
+    for m in methods:
+        found = [] if logged is None else list(logged[(logged.level == "parent") & (logged.method == m)].run_id)
+        if found:
+            tracker.reopen(found[0])
+            out[m] = found[0]
+        else:
+            out[m] = tracker.start_parent(attack, m, tags, exp.as_dict())
+    return out
 
 
 def report_folder(wd: Path, sweep: str) -> Path:
@@ -332,6 +430,7 @@ class _AttackRun:
     tables: dict[str, list[dict]]  # method -> every checkpoint row, for the parent's trials.csv
     progress: Progress
     listeners: dict[str, Listener] = field(default_factory=dict)  # while tuning runs
+    logged: pd.DataFrame | None = None  # --resume: this attack's runs as the interrupted sweep logged them
 
     def rows(self, method: str) -> list[dict]:
         """Everything measured for `method` so far, tuning trials still in flight included."""
@@ -344,38 +443,90 @@ def _tune(run: _AttackRun) -> None:
     tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
                      for m in exp.methods}
-    run.tuning.tune_attack(exp, run.attack, {m: {**run.base, "method": m} for m in exp.methods},
-                           run.root / "ray" / run.tracker.sweep, run.listeners)
+    bases = {m: {**run.base, "method": m} for m in exp.methods}
+    storage = run.root / "ray" / run.tracker.sweep
+    restored = _restore_tuned(run)
+    total = exp.trials * len(exp.methods)
+    if restored == total:
+        run.progress(f"[{run.attack}] tuning: all {total} trials were logged before; not redone")
+        known = None
+    elif run.logged is not None and run.tuning.can_resume(storage, run.attack):
+        run.progress(f"[{run.attack}] tuning: resuming Ray Tune's records ({restored} of {total} trials logged)")
+        known = run.tuning.resume_attack(exp, run.attack, bases, storage, run.listeners)
+    else:
+        known = set()  # a new Tuner: nothing logged before belongs to it
+        run.tuning.tune_attack(exp, run.attack, bases, storage, run.listeners)
+    for listener in run.listeners.values():
+        for run_id in listener.drop_unknown(known):
+            run.tracker.discard(run_id)
     finished = sum(listener.finished for listener in run.listeners.values())
-    if finished < exp.trials * len(exp.methods):  # Tune returned without running every trial: it was stopped
-        raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {exp.trials * len(exp.methods)} trials")
+    if finished < total:  # Tune returned without running every trial: it was stopped
+        raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {total} trials")
     for m, listener in run.listeners.items():
         run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
     run.listeners = {}
 
 
+def _restore_tuned(run: _AttackRun) -> int:
+    """--resume: hand each method's listener the Tune trials the interrupted sweep logged; returns how
+    many of them had finished (an interruption's runs are reopened when Tune restarts them)."""
+    if run.logged is None:
+        return 0
+    done = 0
+    children = run.logged[(run.logged.level == "trial") & run.logged.method.isin(run.exp.methods)]
+    for r in children.itertuples():
+        if r.status == "RUNNING" or not r.hparams:
+            continue
+        finished = not r.interrupted
+        rows = run.tracker.child_rows(r.run_id) if finished else None
+        if finished and not rows:  # closed, but its table never got written: redo it
+            finished, rows = False, None
+        run.listeners[r.method].restore(r.trial_id, r.run_id, json.loads(r.hparams), r.status, rows)
+        done += finished
+    return done
+
+
+def _reuse(run: _AttackRun, method: str, name: str) -> bool:
+    """--resume: True if the plain run `name` finished before the interruption (its rows join the
+    tables); one the interruption cut short is deleted, to be run again under a new run."""
+    if run.logged is None:
+        return False
+    mine = run.logged[(run.logged.level == "trial") & (run.logged.trial_id == name)
+                      & (run.logged.method == method)]
+    for r in mine.itertuples():
+        rows = [] if r.interrupted else run.tracker.child_rows(r.run_id)
+        if rows:
+            run.tables[method] += rows
+            return True
+        run.tracker.discard(r.run_id)
+    return False
+
+
 def _log_plain(run: _AttackRun, method: str, name: str, hparams: dict, tags: dict, result, extra: dict) -> None:
-    """One plain (non-Tune) trial as a child run of `method`'s parent; its rows go to the parent's table."""
+    """One plain (non-Tune) trial as a child run of `method`'s parent; its rows go to the parent's table
+    and, whole, to the child's own table (which --resume reads back)."""
     child = run.tracker.start_child(run.parents[method], name, hparams,
                                     {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name})
+    head = {"attack": run.attack, "method": method, "trial_id": name, **extra, "hparams": report.hparams_json(hparams)}
     if isinstance(result, str):
-        run.tracker.end_child(child, "FAILED", [], {"error": result})
-        run.tables[method].append({"attack": run.attack, "method": method, "trial_id": name, **extra,
-                                   "run_status": "FAILED", "error": result, "hparams": report.hparams_json(hparams)})
+        rows = [{**head, "run_status": "FAILED", "error": result}]
+        run.tracker.end_child(child, "FAILED", rows, {"error": result})
+        run.tables[method] += rows
         return
     for r in result:
         run.tracker.log_checkpoint(child, r)
-    run.tracker.end_child(child, "FINISHED", result)
-    run.tables[method] += [{"attack": run.attack, "method": method, "trial_id": name, **extra,
-                            "run_status": "FINISHED", "hparams": report.hparams_json(hparams), **r} for r in result]
+    rows = [{**head, "run_status": "FINISHED", **r} for r in result]
+    run.tracker.end_child(child, "FINISHED", rows)
+    run.tables[method] += rows
 
 
 def _references(run: _AttackRun) -> None:
     """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models."""
     seeds = run.exp.seeds
-    results = run.tuning.run_trials([{**run.base, "method": m} for m in ("none", "retrain")], run.exp.gpus_per_trial,
-                                   run.exp.max_failures)
-    for method, result in zip(("none", "retrain"), results):
+    todo = [m for m in ("none", "retrain") if not _reuse(run, m, m)]
+    results = run.tuning.run_trials([{**run.base, "method": m} for m in todo], run.exp.gpus_per_trial,
+                                    run.exp.max_failures) if todo else []
+    for method, result in zip(todo, results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
                    {"phase": "tune", "n_seeds": len(seeds)})
         if isinstance(result, str):
@@ -396,8 +547,9 @@ def _fresh(run: _AttackRun) -> None:
     jobs = [({**base, "method": m, "seeds": [s]}, m, m, {}, s) for m in ("none", "retrain") for s in exp.fresh_seeds]
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
+    jobs = [j for j in jobs if not _reuse(run, j[1], f"{j[2]}-fresh{j[4]}")]
     t0 = time.perf_counter()
-    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures)
+    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures) if jobs else []
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
         tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}

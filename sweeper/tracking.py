@@ -39,7 +39,8 @@ CHILD_TABLE = "checkpoints.csv"
 STATUS_TAG = "sweeper.status"  # running -> finished | interrupted | failed; "died" when found dead later
 OWNER_TAG = "sweeper.owner"    # host/pid/start time of the driver, to tell a killed sweep from a live one
 STORE_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}  # MLflow 3.17's
-TEXT_COLUMNS = ("attack", "method", "trial_id", "source_trial", "phase", "run_status", "hparams", "error")
+TEXT_COLUMNS = ("attack", "method", "trial_id", "source_trial", "phase", "run_status", "hparams", "error", "node_id")
+INTERRUPTED_TAG = "sweeper.interrupted"  # on runs an interruption (or a dead driver) closed: --resume redoes them
 
 
 def default_uri(workdir: Path) -> str:
@@ -186,9 +187,56 @@ class Tracker:
     def abort(self, status: str, reason: str) -> None:
         """Close every run this tracker left open (an interruption or an error mid-sweep)."""
         for run_id in sorted(self.open_runs):
-            self.client.set_tag(run_id, "error", reason)
+            self.client.log_batch(run_id, tags=[RunTag("error", reason), RunTag(INTERRUPTED_TAG, "true")])
             self.client.set_terminated(run_id, status)
         self.open_runs.clear()
+
+    # -- resuming ----------------------------------------------------------------------------------
+    def attach(self) -> None:
+        """Take over an existing sweep (--resume): this process becomes its owner and it runs again."""
+        found = self.client.get_experiment_by_name(self.sweep)
+        if found is None:
+            raise SweeperError(f"no sweep named {self.sweep!r} in {self.uri}")
+        self._experiment_id = found.experiment_id
+        self.client.set_experiment_tag(found.experiment_id, OWNER_TAG, json.dumps(procs.me(), sort_keys=True))
+        self.set_status("running")
+
+    def reopen(self, run_id: str) -> None:
+        """A run an interruption closed, running again (its parent, or a trial Tune restarts)."""
+        self.client.update_run(run_id, status="RUNNING")
+        for tag in ("error", INTERRUPTED_TAG):
+            try:
+                self.client.delete_tag(run_id, tag)
+            except MlflowException:
+                pass  # never set
+        self.open_runs.add(run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Delete a run that never finished and will be redone under a new run, so no trial is logged twice."""
+        self.client.delete_run(run_id)
+        self.open_runs.discard(run_id)
+
+    def logged_runs(self, attack: str) -> pd.DataFrame:
+        """The parents and children of `attack` as logged: run_id, status, level, method, trial_id, phase,
+        whether an interruption closed it."""
+        runs = self.runs()
+        if runs.empty or "tags.attack" not in runs:
+            return pd.DataFrame(columns=["run_id", "status", "level", "method", "trial_id", "interrupted"])
+        runs = runs[runs["tags.attack"] == attack]
+        get = lambda col: runs[col] if col in runs else pd.Series("", index=runs.index)  # noqa: E731
+        return pd.DataFrame({"run_id": runs["run_id"], "status": runs["status"], "level": get("tags.level"),
+                             "method": get("tags.method"), "trial_id": get("tags.trial_id").fillna(""),
+                             "hparams": get("tags.hparams").fillna(""),
+                             "interrupted": get(f"tags.{INTERRUPTED_TAG}").fillna("") == "true"})
+
+    def child_rows(self, run_id: str) -> list[dict]:
+        """A finished child's table, as it was logged."""
+        text = self._read_text(run_id, CHILD_TABLE)
+        if not text or not text.strip():
+            return []
+        table = read_table(text)
+        return [{k: v for k, v in row.items() if not (isinstance(v, float) and v != v)}
+                for row in table.to_dict("records")]
 
     # -- writing -----------------------------------------------------------------------------------
     @property
@@ -310,7 +358,7 @@ def close_dead_sweeps(uri: str) -> list[tuple[str, int]]:
                   "closing this run; found by a later run in the same store")
         n = 0
         for run in _runs_with_status(client, e.experiment_id, "RUNNING"):
-            client.set_tag(run.info.run_id, "error", reason)
+            client.log_batch(run.info.run_id, tags=[RunTag("error", reason), RunTag(INTERRUPTED_TAG, "true")])
             client.set_terminated(run.info.run_id, "FAILED")
             n += 1
         client.set_experiment_tag(e.experiment_id, STATUS_TAG, "died")
@@ -327,6 +375,12 @@ def _runs_with_status(client: MlflowClient, experiment_id: str, status: str) -> 
         token = page.token
         if not token:
             return runs
+
+
+def sweep_statuses(uri: str) -> list[tuple[str, str]]:
+    """(name, status) of every sweep in the store, newest first."""
+    found = MlflowClient(tracking_uri=uri).search_experiments(order_by=["creation_time DESC"])
+    return [(e.name, e.tags.get(STATUS_TAG, "")) for e in found if e.name != "Default"]
 
 
 def sweeps(uri: str) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import socket
 import threading
 import zlib
@@ -29,6 +30,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silen
 # Ctrl-C must stop the sweep (exit 130, runs KILLED), not make Tune end quietly and the sweep carry on.
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+# Save the experiment state (trials, searcher, schedulers) at most every 2 s rather than Tune's adaptive
+# default, so a sweep killed mid-tuning resumes (--resume) from a state seconds old. Small JSON writes.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -345,19 +349,20 @@ class RoutingScheduler(FIFOScheduler):
         return "per-method ASHA: " + ", ".join(self._per_method)
 
 
+_LISTENERS: dict[str, dict[str, TrialListener]] = {}  # Tune experiment path -> this driver's listeners
+
+
 class _Forward(tune.Callback):
-    """Driver-side Tune callback -> the method's listener (which writes MLflow and prints progress)."""
+    """Driver-side Tune callback -> the method's listener (which writes MLflow and prints progress).
 
-    def __init__(self, listeners: dict[str, TrialListener], max_budget: float):
-        self.listeners, self.max_budget = listeners, max_budget
+    Tune pickles its run config with the experiment (tuner.pkl) and a restored Tuner unpickles it, so the
+    callback holds only the experiment's path and finds the listeners of the driver now running it."""
 
-    def __getstate__(self) -> dict:
-        """Tune pickles its run config (tuner.pkl); listeners live in this driver only (they hold the
-        MLflow client and the caller's progress function, which need not pickle)."""
-        return {"listeners": {}, "max_budget": self.max_budget}
+    def __init__(self, key: str, max_budget: float):
+        self.key, self.max_budget = key, max_budget
 
     def _to(self, trial) -> TrialListener:
-        return self.listeners[trial.config["method"]]
+        return _LISTENERS[self.key][trial.config["method"]]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._to(trial).trial_started(trial.trial_id, dict(trial.config["hparams"]))
@@ -403,22 +408,60 @@ def _study(exp: Experiment, attack: str, method: str, sweep_seed: int) -> Optuna
                         sampler=spaces.sampler(study_seed(sweep_seed, attack, method)))
 
 
+def _trainable_with(bases: dict[str, dict], exp: Experiment):
+    return tune.with_resources(tune.with_parameters(_trainable, bases=bases), slots(exp.gpus_per_trial).resources)
+
+
+def can_resume(storage: Path, attack: str) -> bool:
+    return tune.Tuner.can_restore(str(Path(storage) / attack))
+
+
+def resume_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
+                  listeners: dict[str, TrialListener]) -> set[str]:
+    """Continue an interrupted attack's Tuner from its records under `storage`: finished trials stay
+    finished, trials that were running start again from their beginning (under the same trial id), the
+    searcher (every method's Optuna study) and schedulers continue from their last saved state. Returns
+    the ids of every trial the restored experiment holds: a trial logged after Tune last saved its state
+    is not among them (Tune runs a new trial in its place)."""
+    path = str(Path(storage) / attack)
+    _LISTENERS[path] = listeners
+    try:
+        tuner = tune.Tuner.restore(path, trainable=_trainable_with(bases, exp), resume_unfinished=True,
+                                   resume_errored=True, restart_errored=False)
+        grid = tuner.fit()
+    finally:
+        _LISTENERS.pop(path, None)
+    return {_trial_id(result) for result in grid}
+
+
+def _trial_id(result) -> str:
+    if "trial_id" in (result.metrics or {}):
+        return str(result.metrics["trial_id"])
+    found = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(result.path).name)  # a trial that never reported
+    return found.group(1) if found else ""
+
+
 def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
                 listeners: dict[str, TrialListener], sweep_seed: int = 0) -> None:
     """Every method of `exp` against one attack: `exp.trials` trials each, ASHA stopping weak trials
     at checkpoints (time_attr = nominal budget), every trial reporting its whole curve."""
+    path = str(Path(storage) / attack)
     searcher = RoutingSearcher({m: _study(exp, attack, m, sweep_seed) for m in exp.methods}, exp.trials)
     scheduler = RoutingScheduler(lambda: ASHAScheduler(
         time_attr="budget", metric="objective", mode="max", grace_period=exp.budgets[0],
         max_t=exp.budgets[-1], reduction_factor=REDUCTION_FACTOR))
     s = slots(exp.gpus_per_trial)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_trainable, bases=bases), s.resources),
+        _trainable_with(bases, exp),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=exp.trials * len(exp.methods),
                                     max_concurrent_trials=s.concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=attack, storage_path=str(storage),
-                                  callbacks=[_Forward(listeners, exp.budgets[-1])], verbose=0,
+                                  callbacks=[_Forward(path, exp.budgets[-1])], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=exp.max_failures)),
     )
-    tuner.fit()
+    _LISTENERS[path] = listeners
+    try:
+        tuner.fit()
+    finally:
+        _LISTENERS.pop(path, None)
