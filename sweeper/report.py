@@ -33,8 +33,18 @@ SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "co
 COLUMNS = (["attack", "method", "budget"]
            + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
            + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
-              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "equivalent_to_retrain", "verdict", "pareto",
+              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
+              "removal_pooled_ci_high", "verdict_test", "equivalent_to_retrain", "verdict", "pareto",
               "status", "trial_id", "hparams"])
+# Which test each verdict uses, and why (DESIGN §3). Removal per fresh seed is always paired with that seed's
+# own references (trial.SeedEvaluator). "t over seeds": a Student-t 95% interval of the per-seed removals;
+# the only valid choice when the effect of a seed is one number with seed-to-seed spread (success rates,
+# error rates). "pooled GUS": for Gaussian poisoning every poison's score is an exact N(0, 1) draw on a
+# model that never saw its noise (m_retrain := 0), so removal = 1 − m_unlearned / m_poisoned with both
+# means pooled over all poisons of the fresh seeds and a delta-method 95% interval. With 3 seeds x 240
+# poisons that interval is ~2x narrower than the t interval over 3 per-seed values (whose t quantile is
+# 4.3); it describes these fresh seeds' poisons, not a new draw of seeds.
+T_TEST, POOLED_GUS = "t over seeds", "pooled GUS"
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -64,6 +74,67 @@ def verdict(ci_low: float, ci_high: float, acc: float, retrain_acc: float, delta
     if math.isfinite(ci_high) and ci_high < 1 - delta:
         return "worse"
     return "inconclusive"
+
+
+def test_for(attack: str, fresh: pd.DataFrame) -> str:
+    """POOLED_GUS where every poison has a GUS score and the retrain effect is exactly 0, else T_TEST."""
+    exact = getattr(attacks.get(attack), "RETRAIN_EFFECT", None) if attack in attacks else None
+    return POOLED_GUS if exact == 0 and "gus/sum" in fresh and fresh["gus/sum"].notna().any() else T_TEST
+
+
+def pooled_removal(mine: pd.DataFrame, poisoned: pd.DataFrame) -> tuple[float, float, float]:
+    """Removal 1 − m_u / m_p from GUS pooled over every poison of the fresh seeds (m = −mean score, each
+    score N(0, 1) given its model, so SE(m) = 1/√N), with a delta-method 95% interval."""
+    n_u, n_p = float(mine["gus/n_valid"].sum()), float(poisoned["gus/n_valid"].sum())
+    if n_u == 0 or n_p == 0:
+        return math.nan, math.nan, math.nan
+    m_u, m_p = -float(mine["gus/sum"].sum()) / n_u, -float(poisoned["gus/sum"].sum()) / n_p
+    if not m_p > 0:
+        return math.nan, math.nan, math.nan
+    r = 1 - m_u / m_p
+    se = math.sqrt((1 / n_u) / m_p**2 + (m_u**2 / m_p**4) / n_p)
+    return r, r - 1.96 * se, r + 1.96 * se
+
+
+def _judge(row: dict, ctx: "_Context", mine: pd.DataFrame) -> None:
+    """The row's verdict by its attack's test (see T_TEST / POOLED_GUS)."""
+    row["verdict_test"] = test_for(ctx.attack, ctx.fresh)
+    lo, hi = row["removal_ci_low"], row["removal_ci_high"]
+    if row["verdict_test"] == POOLED_GUS:
+        poisoned = ctx.fresh[(ctx.fresh.method == "none") & ctx.fresh.seed.isin(mine.seed)]
+        r, lo, hi = pooled_removal(mine, poisoned)
+        row.update(removal_pooled=r, removal_pooled_ci_low=lo, removal_pooled_ci_high=hi)
+    row["verdict"] = verdict(lo, hi, row["acc_test"], ctx.retrain_acc, ctx.delta)
+
+
+def resolution(summary: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
+    """Per attack: the smallest δ this sweep can resolve and the fresh seeds δ = `delta` would need. A
+    method exactly as good as retraining is called equivalent only if its lower bound, 1 − half-width,
+    exceeds 1 − δ; the half-width it would get is estimated by the retrain row's own (same test)."""
+    out = []
+    for attack, g in summary[summary.method == "retrain"].groupby("attack", sort=True):
+        r = g.iloc[0]
+        n = int(r.n_fresh) if pd.notna(r.n_fresh) else 0
+        pooled = r.get("verdict_test") == POOLED_GUS
+        lo, hi = (r.removal_pooled_ci_low, r.removal_pooled_ci_high) if pooled else (r.removal_ci_low, r.removal_ci_high)
+        half = (hi - lo) / 2 if pd.notna(lo) and pd.notna(hi) else math.nan
+        out.append({"attack": attack, "test": r.get("verdict_test") or T_TEST, "n_fresh": n,
+                    "smallest_delta": half, f"fresh_seeds_for_delta_{delta:g}": _seeds_needed(half, n, pooled, delta)})
+    return pd.DataFrame(out)
+
+
+def _seeds_needed(half: float, n: int, pooled: bool, delta: float) -> float:
+    """Fresh seeds whose half-width would fall below `delta`: 1/√n scaling (pooled poisons), or the
+    t interval's (per-seed sd held at its estimate)."""
+    if not math.isfinite(half) or n < 2:
+        return math.nan
+    if pooled:
+        return float(max(2, math.ceil(n * (half / delta) ** 2)))
+    sd = half * math.sqrt(n) / stats.t.ppf(0.975, n - 1)
+    k = 2
+    while stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k) >= delta and k < 10_000:
+        k += 1
+    return float(k)
 
 
 def pooled_z(rows: pd.DataFrame) -> float:
@@ -243,8 +314,7 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
     else:
         row["status"] = "ok" if ctx.worked else "attack_ineffective"
     if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
-        row["verdict"] = verdict(row["removal_ci_low"], row["removal_ci_high"], row["acc_test"], ctx.retrain_acc,
-                                 ctx.delta)
+        _judge(row, ctx, ctx.fresh[ctx.fresh.method == method])
     return row
 
 
@@ -268,8 +338,7 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     if row["status"] in ("attack_ineffective", "diverged", "reference_failed"):
         row["removal"] = math.nan  # undefined, whatever a formula would print
     if row["status"] == "ok":
-        row["verdict"] = verdict(row["removal_ci_low"], row["removal_ci_high"], row["acc_test"], ctx.retrain_acc,
-                                 ctx.delta)
+        _judge(row, ctx, mine)
     row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
     return row
 
@@ -436,14 +505,26 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
+def _resolution_text(res: pd.DataFrame, delta: float) -> str:
+    parts = []
+    for r in res.itertuples():
+        need = res.loc[r.Index, f"fresh_seeds_for_delta_{delta:g}"]
+        if math.isfinite(r.smallest_delta):
+            parts.append(f"{html.escape(r.attack)} ({r.test}, {r.n_fresh} fresh seeds): the smallest resolvable δ is "
+                         f"{r.smallest_delta:.2f}; δ = {delta:g} needs about {need:.0f} fresh seeds")
+        else:
+            parts.append(f"{html.escape(r.attack)}: cannot be estimated (the retrain row has no interval)")
+    return "; ".join(parts) or "no retrain row"
+
+
 def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder: Path, delta: float,
               title: str) -> str:
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
     compact = summary.copy()
     compact["removal ± 95%"] = _with_halfwidth(compact)
-    cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "acc_test_tuning", "gus_z",
-            "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "verdict", "pareto",
-            "status", "hparams"]
+    cols = ["attack", "method", "budget", "removal ± 95%", "removal_pooled", "removal_tuning", "acc_test",
+            "acc_test_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "verdict",
+            "verdict_test", "pareto", "status", "hparams"]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
     n_fresh = int(summary.n_fresh.max()) if summary.n_fresh.notna().any() else 0
@@ -451,6 +532,8 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}} th{{background:#f4f4f4}}</style></head><body>
 <h1>{html.escape(title)}</h1>
+<p><b>Resolution.</b> {_resolution_text(resolution(summary, delta), delta)}. A method exactly as good as retraining
+reads <i>equivalent</i> only when δ exceeds the half-width its interval gets (estimated from the retrain row's).</p>
 <p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
 configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
 with a Student-t 95% interval (half-width shown), <code>removal_tuning</code> the optimistic tuning value.
@@ -484,6 +567,7 @@ def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, t
     imp = importance(tune, space_of) if space_of else pd.DataFrame(columns=["attack", "method", "parameter", "importance"])
     summary.to_csv(folder / "summary.csv", index=False)
     eq.to_csv(folder / "equivalence.csv", index=False)
+    resolution(summary, delta).to_csv(folder / "resolution.csv", index=False)
     imp.to_csv(folder / "importance.csv", index=False)
     rows.to_csv(folder / "trials.csv", index=False)
     plot_removal(summary, folder / "removal_vs_budget.png")

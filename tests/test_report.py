@@ -31,14 +31,64 @@ def trial(tid, budget, objective, removal, phase="tune", seed=None, source=None,
             "source_trial": source, "cost/fraction": budget, "n_seeds": 3}
 
 
-def rows(fresh_removals=(0.95, 0.97, 0.96), fresh_acc=0.98):
+def rows(fresh_removals=(0.95, 0.97, 0.96), fresh_acc=0.98, gus=None):
+    """Without `gus` (poisons per seed) the rows carry no GUS sums: the verdict takes the t test over seeds.
+    With it, each row's GUS sum is the one its effect implies (m = 0.3 · (1 − removal)) over `gus` poisons."""
     out = [ref("none", "tune", None, 0.3), ref("retrain", "tune", None, 0.0)]
     out += [ref(m, "fresh", s, e) for s in (10, 11, 12) for m, e in (("none", 0.3), ("retrain", 0.0))]
     out += [trial("a", 0.02, 0.5, 0.5), trial("a", 0.04, 0.99, 0.99),          # a wins both budgets
             trial("b", 0.02, 0.2, 0.2), trial("b", 0.04, -1.2, 0.99, lr=1.0)]  # b: accuracy penalty
     out += [trial(f"a-fresh{s}", b, r, r, "fresh", s, "a", fresh_acc) for s, r in zip((10, 11, 12), fresh_removals)
             for b in (0.02, 0.04)]
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if gus is None:
+        return frame.drop(columns=["gus/sum", "gus/n_valid"])
+    effect = np.where(frame.method == "none", 0.3, np.where(frame.method == "retrain", 0.0,
+                                                             0.3 * (1 - frame.removal)))
+    return frame.assign(**{"attack/effect": effect, "gus/sum": -effect * gus, "gus/n_valid": gus})
+
+
+def test_gaussian_verdicts_use_gus_pooled_over_every_poison_of_the_fresh_seeds():
+    """Seeds that disagree (t interval over 3 values far too wide) but many poisons: the pooled test resolves
+    what the t test cannot; with few poisons it is honest about its own width."""
+    spread = (0.80, 1.15, 0.96)
+    t_only = report.summarize(rows(fresh_removals=spread))
+    pooled = report.summarize(rows(fresh_removals=spread, gus=20_000))
+    gd_t, gd_p = (s[(s.method == "gd") & (s.budget == 0.04)].iloc[0] for s in (t_only, pooled))
+    assert gd_t.verdict_test == "t over seeds" and gd_t.verdict == "inconclusive"
+    assert gd_p.verdict_test == "pooled GUS" and gd_p.verdict == "equivalent"
+    assert gd_p.removal_pooled == pytest.approx(np.mean(spread))
+    assert gd_p.removal_pooled_ci_high - gd_p.removal_pooled_ci_low < gd_t.removal_ci_high - gd_t.removal_ci_low
+    few = report.summarize(rows(fresh_removals=spread, gus=10))
+    assert few[(few.method == "gd") & (few.budget == 0.04)].iloc[0].verdict == "inconclusive"
+
+
+def test_pooled_gus_calibration_retrain_reads_worse_at_most_five_percent_of_the_time():
+    """Retraining's fresh seeds under the pooled test: every poison's score is N(0, 1) on θ_retrain and
+    N(−0.25, 1) on θ_poisoned (the quickstart's scale: 3 seeds x 240 poisons)."""
+    rng = np.random.default_rng(1)
+    false_worse, n = 0, 240 * 3
+    for _ in range(4000):
+        mine = pd.DataFrame({"gus/sum": [rng.normal(0, 1, n).sum()], "gus/n_valid": [n]})
+        poisoned = pd.DataFrame({"gus/sum": [rng.normal(-0.25, 1, n).sum()], "gus/n_valid": [n]})
+        _, lo, hi = report.pooled_removal(mine, poisoned)
+        false_worse += report.verdict(lo, hi, 0.98, 0.98, 0.1) == "worse"
+    assert false_worse / 4000 <= 0.05, false_worse
+
+
+def test_the_report_states_the_smallest_resolvable_delta_and_the_seeds_delta_needs():
+    r = rows(fresh_removals=(0.95, 0.97, 0.96))
+    r.loc[(r.method == "retrain") & (r.phase == "fresh"), "removal"] = [0.9, 1.1, 1.05]  # quickstart-like spread
+    s = report.summarize(r)
+    retrain = s[s.method == "retrain"].iloc[0]
+    assert retrain.removal_ci_high - retrain.removal_ci_low > 0.2
+    res = report.resolution(s, 0.1).iloc[0]
+    assert res.test == "t over seeds" and res.n_fresh == 3
+    assert res.smallest_delta == pytest.approx((retrain.removal_ci_high - retrain.removal_ci_low) / 2)
+    need = res["fresh_seeds_for_delta_0.1"]
+    sd = res.smallest_delta * math.sqrt(3) / stats.t.ppf(0.975, 2)
+    assert stats.t.ppf(0.975, need - 1) * sd / math.sqrt(need) < 0.1  # enough
+    assert need > 3 and stats.t.ppf(0.975, need - 2) * sd / math.sqrt(need - 1) >= 0.1  # and no more than needed
 
 
 def test_selection_then_fresh_measurement():
