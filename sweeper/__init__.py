@@ -8,9 +8,9 @@ from .config import Experiment
 from .config import load as load_experiment
 from .errors import SweeperError
 from . import registry  # registry.methods / .attacks / .datasets / .models (names clash with subpackages)
-from .sweep import SweepResult, compare_sweeps, rebuild_report, run_sweep
+from .sweep import SweepResult, compare_sweeps, load_model, rebuild_report, run_sweep
 from .trial import run_trial
 
 __version__ = "0.1.0"
-__all__ = ["run_sweep", "rebuild_report", "compare_sweeps", "run_trial", "load_experiment", "Experiment", "SweepResult",
+__all__ = ["run_sweep", "rebuild_report", "compare_sweeps", "load_model", "run_trial", "load_experiment", "Experiment", "SweepResult",
            "SweeperError", "registry", "__version__"]

@@ -367,9 +367,10 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
     built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device, exp.max_failures)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
-    common = {**_versions(), "sweep": sweep, "profile": exp.profile}
+    common = {**_versions(), "sweep": sweep, "profile": exp.profile, "mlflow.source.name": "sweeper run",
+              "mlflow.source.type": "LOCAL", "mlflow.user": _user()}
     if rev := _git_revision():
-        common["git_revision"] = rev
+        common["git_revision"] = common["mlflow.source.git.commit"] = rev
     rows: list[dict] = []
     parents: list[str] = []
     for scenario in exp.scenarios:
@@ -392,6 +393,8 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
     summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}",
                            report.plan_of(exp.as_dict()))
     tracker.log_files(parents, folder)
+    for run in attack_runs:
+        _log_parent_summary(run, summary[summary.attack == run.attack])
     progress(report.table(summary))
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
              f"MLflow: mlflow ui --backend-store-uri {uri}")
@@ -399,8 +402,10 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
 
 
 def _parents(tracker, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None) -> dict[str, str]:
-    """A parent run per method: new, or (--resume) the interrupted sweep's, reopened."""
+    """A parent run per method: new, or (--resume) the interrupted sweep's, reopened. A new one carries
+    the experiment's settings as flat dotted params (`attack.eps`, `recipe.epochs`), for filtering."""
     out = {}
+    settings = experiment_params(exp, attack)
     for m in methods:
         found = [] if logged is None else list(logged[(logged.level == "parent") & (logged.method == m)].run_id)
         if found:
@@ -408,7 +413,50 @@ def _parents(tracker, attack: str, methods, tags: dict, exp: Experiment, logged:
             out[m] = found[0]
         else:
             out[m] = tracker.start_parent(attack, m, tags, exp.as_dict())
+            tracker.log_params(out[m], settings)
     return out
+
+
+def experiment_params(exp: Experiment, attack: str) -> dict[str, str]:
+    """The settings of `exp` for one attack, flattened: dataset.*, model.*, attack.*, recipe.*, and the
+    sweep's own (budgets, trials, seeds, ...)."""
+    sc = next(s for s in exp.scenarios if s.attack == attack)
+    flat = {"dataset.name": sc.dataset, "model.name": sc.model, "attack.name": sc.attack}
+    for prefix, params in (("dataset", sc.dataset_params), ("model", sc.model_params), ("attack", sc.attack_params),
+                           ("recipe", sc.recipe.as_dict())):
+        flat.update({f"{prefix}.{k}": v for k, v in params.items()})
+    flat.update({k: v for k, v in exp.as_dict().items() if k not in ("scenarios", "spaces", "name")})
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in flat.items()}
+
+
+PARENT_METRICS = ("removal", "removal_ci_low", "removal_ci_high", "removal_pooled", "acc_test", "acc_val",
+                  "attack_effect", "cost_fraction")
+
+
+def _log_parent_summary(run: "_AttackRun", summary: pd.DataFrame) -> None:
+    """Each parent run gets its report rows as metrics stepped by budget (step = per-mille, as the
+    trials'), the configuration chosen at its largest budget as params and, per budget, as a tag: the
+    UI's Compare view then works on parent runs."""
+    for method, parent in run.parents.items():
+        mine = summary[summary.method == method].sort_values("budget")
+        metrics = [(name, float(r[name]), float(r["budget"])) for _, r in mine.iterrows()
+                   for name in PARENT_METRICS if name in r and pd.notna(r[name])]
+        chosen = {f"{r['budget']:g}": json.loads(r["hparams"]) for _, r in mine.iterrows()
+                  if isinstance(r["hparams"], str) and r["hparams"] not in ("", "{}")}
+        last = chosen[max(chosen, key=float)] if chosen else {}
+        run.tracker.log_summary(parent, metrics, {f"chosen.{k}": v for k, v in last.items()},
+                                {"chosen_per_budget": json.dumps(chosen, sort_keys=True),
+                                 **{f"verdict.{r['budget']:g}": r["verdict"] for _, r in mine.iterrows()
+                                    if isinstance(r["verdict"], str)}})
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def report_folder(wd: Path, sweep: str) -> Path:
@@ -486,6 +534,10 @@ def _restore_tuned(run: _AttackRun) -> int:
     return done
 
 
+def _models_dir(run: _AttackRun, method: str, source: str) -> Path:
+    return run.root / "models" / run.tracker.sweep / run.attack / method / source
+
+
 def _reuse(run: _AttackRun, method: str, name: str) -> bool:
     """--resume: True if the plain run `name` finished before the interruption (its rows join the
     tables); one the interruption cut short is deleted, to be run again under a new run."""
@@ -548,6 +600,9 @@ def _fresh(run: _AttackRun) -> None:
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
     jobs = [j for j in jobs if not _reuse(run, j[1], f"{j[2]}-fresh{j[4]}")]
+    for cfg, method, source, _, seed in jobs:  # the chosen unlearned models on the first fresh seed
+        if method not in report.REFERENCES and seed == exp.fresh_seeds[0]:
+            cfg["save_models"] = str(_models_dir(run, method, source))
     t0 = time.perf_counter()
     results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures) if jobs else []
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
@@ -555,6 +610,9 @@ def _fresh(run: _AttackRun) -> None:
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
         extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
         _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra)
+        if "save_models" in cfg and not isinstance(result, str):
+            for path in sorted(Path(cfg["save_models"]).glob("budget-*.safetensors")):
+                run.tracker.log_file(run.parents[method], path, "models")
         if isinstance(result, str):
             run.progress(f"[{run.attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
     run.progress(f"[{run.attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + "
@@ -599,6 +657,51 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
                            lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}",
                            report.plan_of(logged) if logged else None, PARTIAL.get(state))
     return SweepResult(sweep, wd, uri, summary, folder)
+
+
+def load_model(sweep: str, attack: str, method: str, budget: float, workdir: str | os.PathLike = "sweeper-work",
+               tracking_uri: str | None = None):
+    """The unlearned model the sweep chose for (attack, method, budget), as re-run on its first fresh seed
+    and logged to the method's parent run (`models/budget-B.safetensors`), in eval mode on the CPU:
+
+        model = sweeper.load_model("quickstart", "gaussian", "gd", 0.1)
+
+    The architecture and its normalisation come from the experiment the sweep logged (its data set is
+    loaded for the input statistics); the weights load with safetensors, which runs no code."""
+    from safetensors.torch import load_file
+
+    from . import tracking
+
+    wd = Path(workdir).expanduser().resolve()
+    uri = _open_existing(wd, tracking_uri)
+    tracker = tracking.Tracker(uri, sweep, wd)
+    logged = tracker.read_experiment()
+    parents = tracker.runs("parent")
+    mine = parents[(parents.get("tags.attack") == attack) & (parents.get("tags.method") == method)]
+    scenarios = [sc for sc in logged.get("scenarios", []) if sc.get("attack") == attack]
+    if mine.empty or not scenarios:
+        raise SweeperError(f"sweep {sweep!r} has no method {method!r} against attack {attack!r}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = tracker.client.download_artifacts(mine.run_id.iloc[0], f"models/{_model_name(budget)}", tmp)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+            raise SweeperError(f"sweep {sweep!r}: no model logged for {attack}/{method} at budget {budget:g} "
+                               "(not chosen at that budget, or not re-measured on fresh seeds)") from None
+        state = load_file(path)
+    from .scenario import Scenario
+
+    scenario = Scenario.from_dict(scenarios[0])
+    model = scenario.build_model(scenario.load_data(), int(logged["fresh_seeds"][0]))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _model_name(budget: float) -> str:
+    from .trial import model_file
+
+    return model_file(budget)
 
 
 def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work",

@@ -271,6 +271,22 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)])
 
+    def log_params(self, run_id: str, params: dict) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_summary(self, run_id: str, metrics: list[tuple[str, float, float]], params: dict, tags: dict) -> None:
+        """Report values on a parent: (name, value, budget) metrics stepped by budget, params, tags."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(n, v, now, _step(b)) for n, v, b in metrics],
+                              tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        if params:
+            self.log_params(run_id, params)
+
+    def log_file(self, run_id: str, path: Path, artifact_path: str) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
     def tag(self, run_id: str, tags: dict) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 

@@ -5,9 +5,11 @@ Pure with respect to the outside world: no Ray, no MLflow. The Tune edge passes 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -32,6 +34,7 @@ class TrialConfig:
     hparams: dict = field(default_factory=dict)
     budgets: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.06, 0.08, 0.10])
     device: str = "auto"
+    save_models: str | None = None     # a folder: the model at each checkpoint, as budget-B.safetensors
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -128,11 +131,30 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     p = evaluate.poisoning
     data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed,
                                 base.path / "shared")
-    budget = Budget(retrain_units, cfg.budgets, lambda f, u: emit(row(model, f, u, budget.seconds)), device)
+    def checkpoint(fraction: float, units: int) -> None:
+        emit(row(model, fraction, units, budget.seconds))
+        if cfg.save_models:
+            save_model(model, Path(cfg.save_models) / model_file(fraction))
+
+    budget = Budget(retrain_units, cfg.budgets, checkpoint, device)
     with autocast(cfg.scenario.recipe, device):  # the recipe's precision; evaluation switches back to fp32
         method.unlearn(model, data, budget, **cfg.hparams)
     if _methods.kind(method) == "fixed":
         budget.finish()
+
+
+def model_file(fraction: float) -> str:
+    return f"budget-{fraction:g}.safetensors"
+
+
+def save_model(model: torch.nn.Module, path: Path) -> None:
+    """The state dict as safetensors (plain tensors: loading it runs no code), written atomically."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
 
 
 def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
