@@ -7,6 +7,9 @@ via jsonschema, plus the head/min_workers checks). Neither needs boto3 or a netw
 next does need both and is not run here: resource autodetection (`describe_instance_types`, skipped for
 types that declare `resources`, as both do) and `bootstrap_aws` (IAM role, key pair, subnets, security
 group). These are private Ray APIs; pyproject.toml pins ray, and a test below ties the files to that pin.
+
+Both files share storage through a file system mounted at the same path on every node (EFS over NFS on
+AWS, a ReadWriteMany claim on Kubernetes): `sweeper run --storage` takes a path, never an object store.
 """
 from __future__ import annotations
 
@@ -23,11 +26,24 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from sweeper.sweep import OBJECT_STORES
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster.yaml"
 RAYJOB = ROOT / "deploy" / "rayjob.yaml"
-SETTINGS = ("SWEEPER_REPO", "SWEEPER_REV", "SWEEPER_STORAGE")
+SETTINGS = ("SWEEPER_REPO", "SWEEPER_REV", "SWEEPER_EFS", "SWEEPER_STORAGE")
 SHA = "0123456789abcdef0123456789abcdef01234567"
+EFS = "fs-0123456789abcdef0"
+URI = re.compile(r"\b(?:%s)" % "|".join(map(re.escape, OBJECT_STORES + ("file://",))))  # a storage URI
+
+
+def _uncommented(text: str) -> str:
+    return re.sub(r"(^|\s)#.*$", "", text, flags=re.MULTILINE)
+
+
+def _is_shared_path(value: str) -> bool:
+    """What `sweeper run --storage` accepts for a multi-node cluster: an absolute path, no scheme."""
+    return value.startswith("/") and value != "/" and "://" not in value and not value.startswith(OBJECT_STORES)
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +108,22 @@ def _settings_command(raw: dict) -> str:
     return first
 
 
+def _setting(raw: dict, name: str) -> str:
+    (value,) = re.findall(rf"'{name}=([^']*)'", _settings_command(raw))
+    return value
+
+
 def test_repository_revision_and_storage_are_named_in_one_place(raw):
     text = CLUSTER.read_text()
-    first = _settings_command(raw)
+    _settings_command(raw)
     for name in SETTINGS:
         assert len(re.findall(rf"\b{name}=", text)) == 1, f"{name} is assigned more than once"
-    assert len(re.findall(r"\b(?:s3|gs|az)://", text)) == 1, "a storage URI is spelt out more than once"
-    assert re.search(r"\b(?:s3|gs|az)://", first)
+    storage = _setting(raw, "SWEEPER_STORAGE")
+    assert _is_shared_path(storage), f"SWEEPER_STORAGE={storage}: a mount point, not an object store"
+    assert _uncommented(text).count(storage) == 1, f"{storage} is spelt out more than once (use $SWEEPER_STORAGE)"
+    assert not URI.search(text), f"no storage URI belongs in cluster.yaml: {URI.findall(text)}"
+    assert re.fullmatch(r"fs-\w+", _setting(raw, "SWEEPER_EFS"))
+    assert text.count(_setting(raw, "SWEEPER_EFS")) == 1
     uses = [c for c in raw["setup_commands"][1:] + raw["head_start_ray_commands"] if "$SWEEPER_STORAGE" in c]
     assert any("mlflow server --" in c for c in uses), "MLflow's artifacts must go to the storage"
 
@@ -124,15 +149,76 @@ def _guard(raw: dict, tmp_path: Path, **values: str) -> subprocess.CompletedProc
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_a_node_refuses_an_unpinned_revision_or_the_placeholder_bucket(raw, tmp_path):
+def test_a_node_refuses_an_unpinned_revision_the_placeholder_file_system_or_a_bucket(raw, tmp_path):
     as_shipped = _guard(raw, tmp_path)
     assert as_shipped.returncode != 0 and "SWEEPER_REV" in as_shipped.stderr
-    assert _guard(raw, tmp_path, SWEEPER_REV="main", SWEEPER_STORAGE="s3://mine/sweeper").returncode != 0
-    assert _guard(raw, tmp_path, SWEEPER_REV=SHA).returncode != 0  # still the placeholder bucket
-    ok = _guard(raw, tmp_path, SWEEPER_REV=SHA, SWEEPER_STORAGE="s3://mine/sweeper")
+    assert _guard(raw, tmp_path, SWEEPER_REV="main", SWEEPER_EFS=EFS).returncode != 0
+    placeholder = _guard(raw, tmp_path, SWEEPER_REV=SHA)  # still the placeholder file system id
+    assert placeholder.returncode != 0 and "SWEEPER_EFS" in placeholder.stderr
+    for bad in ("s3://mine/sweeper", "file:///mnt/sweeper", "mnt/sweeper", "/"):
+        refused = _guard(raw, tmp_path, SWEEPER_REV=SHA, SWEEPER_EFS=EFS, SWEEPER_STORAGE=bad)
+        assert refused.returncode != 0 and "SWEEPER_STORAGE" in refused.stderr, bad
+    ok = _guard(raw, tmp_path, SWEEPER_REV=SHA, SWEEPER_EFS=EFS)
     assert ok.returncode == 0, ok.stderr
     env_file = (tmp_path / "sweeper.env").read_text()
     assert f"export SWEEPER_REV={SHA}" in env_file and "export RAY_AUTH_MODE=token" in env_file
+    assert f"export SWEEPER_STORAGE={_setting(raw, 'SWEEPER_STORAGE')}" in env_file
+
+
+def _mount_index(commands: list[str]) -> int:
+    (i,) = [i for i, c in enumerate(commands) if re.search(r"\bmount -t nfs4\b", c)]
+    return i
+
+
+def test_every_node_mounts_the_shared_storage_before_ray_starts(raw, prepared):
+    # the start commands, not the setup commands: Ray skips setup on a restarted stopped node
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        cmds = prepared[key]
+        mount = cmds[_mount_index(cmds)]
+        (ray_start,) = _ray_start_lines(cmds)
+        assert _mount_index(cmds) < cmds.index(ray_start), f"{key}: mount after `ray start`"
+        assert '"$SWEEPER_EFS.efs.$region.amazonaws.com:/" "$SWEEPER_STORAGE"' in mount
+        assert "nfsvers=4.1" in mount and "mountpoint -q \"$SWEEPER_STORAGE\"" in mount
+    assert prepared["head_start_ray_commands"][_mount_index(prepared["head_start_ray_commands"])] == \
+        prepared["worker_start_ray_commands"][_mount_index(prepared["worker_start_ray_commands"])]
+    for name, t in prepared["available_node_types"].items():  # no node type replaces the commands above
+        assert not {"worker_start_ray_commands", "head_start_ray_commands"} & set(t), name
+    nfs = [c for c in raw["setup_commands"] if "nfs-common" in c]
+    assert nfs and all(c in prepared["worker_setup_commands"] and c in prepared["head_setup_commands"] for c in nfs)
+
+
+@pytest.mark.parametrize("mounted", [False, True])
+def test_the_mount_is_idempotent(raw, prepared, tmp_path, mounted):
+    """The mount command with stubbed mountpoint/curl/sudo (first on PATH, as ~/sweeper-venv/bin is)."""
+    assert _guard(raw, tmp_path, SWEEPER_REV=SHA, SWEEPER_EFS=EFS).returncode == 0  # writes ~/sweeper.env
+    stubs = tmp_path / "sweeper-venv" / "bin"
+    stubs.mkdir(parents=True)
+    log = tmp_path / "calls"
+    for name, body in {"mountpoint": f"exit {0 if mounted else 1}",
+                       "curl": 'case "$*" in *placement/region*) echo us-west-2;; *) echo token;; esac',
+                       "sudo": f'echo "$*" >> {log}'}.items():
+        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stubs / name).chmod(0o755)
+    cmds = prepared["worker_start_ray_commands"]
+    out = subprocess.run(["bash", "-c", cmds[_mount_index(cmds)]], env=dict(os.environ, HOME=str(tmp_path)),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    storage = _setting(raw, "SWEEPER_STORAGE")
+    mounts = [c for c in calls if c.startswith("mount ")]
+    if mounted:
+        assert not mounts
+    else:
+        (mount,) = mounts
+        assert mount.endswith(f"{EFS}.efs.us-west-2.amazonaws.com:/ {storage}")
+
+
+def test_only_the_head_gets_aws_tooling(raw, prepared):
+    # the autoscaler (on the head) needs boto3; workers need no AWS API and no instance profile
+    assert any("boto3" in c for c in raw["head_setup_commands"])
+    assert not any("boto3" in c for c in prepared["worker_setup_commands"])
+    for name, t in _gpu_types(prepared).items():
+        assert "IamInstanceProfile" not in t["node_config"], name
 
 
 def test_head_starts_mlflow_on_loopback_then_ray(prepared):
@@ -141,12 +227,15 @@ def test_head_starts_mlflow_on_loopback_then_ray(prepared):
     args = shlex.split(mlflow[mlflow.index("mlflow server"):].split(">")[0])
     opt = dict(zip(args[2::2], args[3::2]))
     assert opt["--host"] == "127.0.0.1" and opt["--port"] == "5000"
-    assert opt["--backend-store-uri"].startswith("sqlite:///")
-    assert opt["--artifacts-destination"].startswith("$SWEEPER_STORAGE")
+    assert opt["--backend-store-uri"].startswith("sqlite:///$HOME/")  # the head's own disk
+    assert "SWEEPER_STORAGE" not in opt["--backend-store-uri"], "SQLite over NFS is unsafe"
+    assert opt["--artifacts-destination"].startswith("$SWEEPER_STORAGE/")
+    assert _mount_index(cmds) < cmds.index(mlflow), "MLflow's artifacts need the mount"
     assert "0.0.0.0" not in " ".join(cmds)
     (ray_start,) = _ray_start_lines(cmds)
     assert cmds.index(mlflow) < cmds.index(ray_start), "MLflow must be up before Ray (and so any driver)"
     assert any("/health" in c for c in cmds[cmds.index(mlflow):cmds.index(ray_start)])
+    assert ray_start.startswith("source ~/sweeper.env;"), "drivers `ray job submit` starts need SWEEPER_STORAGE"
     (worker_start,) = _ray_start_lines(prepared["worker_start_ray_commands"])
     assert "--address=$RAY_HEAD_IP:6379" in worker_start
 
@@ -177,6 +266,27 @@ def _rayjob() -> dict:
     return job
 
 
+def _claims() -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(RAYJOB.read_text())
+            if d and d.get("kind") == "PersistentVolumeClaim"}
+
+
+def _pods(job: dict) -> dict[str, dict]:
+    spec = job["spec"]["rayClusterSpec"]
+    pods = {"head": spec["headGroupSpec"]["template"]["spec"]}
+    pods.update({g["groupName"]: g["template"]["spec"] for g in spec["workerGroupSpecs"]})
+    return pods
+
+
+def _claim_at(pod: dict, container: dict, path: str) -> str | None:
+    """The claim `container` has mounted at `path`, None if none is."""
+    names = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"].rstrip("/") == path.rstrip("/")]
+    if not names:
+        return None
+    (volume,) = [v for v in pod.get("volumes", []) if v["name"] == names[0]]
+    return volume["persistentVolumeClaim"]["claimName"]
+
+
 def _containers(job: dict) -> dict[str, dict]:
     spec = job["spec"]["rayClusterSpec"]
     out = {f"head/{c['name']}": c for c in spec["headGroupSpec"]["template"]["spec"]["containers"]}
@@ -197,13 +307,30 @@ def test_rayjob_runs_sweeper_with_the_same_storage_and_tracking_uri():
     assert argv[:2] == ["sweeper", "run"]
     opt = dict(zip(argv[3::2], argv[4::2]))
     assert opt["--address"] == "auto"
-    assert opt["--storage"] == "$SWEEPER_STORAGE"
+    assert opt["--storage"] == "$SWEEPER_STORAGE"  # the driver runs with the head container's env
+    assert opt["--workdir"].startswith("$SWEEPER_STORAGE/"), "the reports must outlive the head pod"
     assert opt["--tracking-uri"] == "http://127.0.0.1:5000"
     storage = job["metadata"]["annotations"]["sweeper/storage"]
-    assert re.match(r"(s3|gs|az)://", storage)
-    assert len(re.findall(r"\b(?:s3|gs|az)://", RAYJOB.read_text())) == 1
+    text = RAYJOB.read_text()
+    assert _is_shared_path(storage), f"{storage}: a mount point, not an object store"
+    assert _uncommented(text).count(storage) == 1, f"{storage} is spelt out more than once (use the anchor)"
+    assert not URI.search(text), f"no storage URI belongs in rayjob.yaml: {URI.findall(text)}"
     for name, c in _containers(job).items():
         assert _env(c)["SWEEPER_STORAGE"]["value"] == storage, name
+
+
+def test_rayjob_mounts_one_readwritemany_claim_at_the_storage_path_everywhere():
+    job = _rayjob()
+    storage = job["metadata"]["annotations"]["sweeper/storage"]
+    pods = _pods(job)
+    shared = {_claim_at(pods[name.split("/")[0]], c, storage)
+              for name, c in _containers(job).items() if not name.startswith("submitter/")}
+    assert len(shared) == 1 and None not in shared, f"head, MLflow and workers must mount one claim: {shared}"
+    (claim,) = shared
+    spec = _claims()[claim]["spec"]
+    assert spec["accessModes"] == ["ReadWriteMany"], "every node mounts it at once"
+    assert spec["storageClassName"]
+    assert len(job["spec"]["rayClusterSpec"]["workerGroupSpecs"]) == len(pods) - 1
 
 
 def test_rayjob_head_has_no_cpus_and_runs_mlflow_on_loopback():
@@ -214,7 +341,15 @@ def test_rayjob_head_has_no_cpus_and_runs_mlflow_on_loopback():
     (mlflow,) = [c for c in containers if c.get("command", [])[:2] == ["mlflow", "server"]]
     cmd = mlflow["command"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5000"
-    assert cmd[cmd.index("--artifacts-destination") + 1].startswith("$(SWEEPER_STORAGE)")
+    assert cmd[cmd.index("--artifacts-destination") + 1].startswith("$(SWEEPER_STORAGE)/")
+    # SQLite on its own ReadWriteOnce claim, not on the shared (NFS) one
+    db = Path(cmd[cmd.index("--backend-store-uri") + 1].removeprefix("sqlite:///")).parent
+    pod = head["template"]["spec"]
+    db_claim = _claim_at(pod, mlflow, f"/{db.relative_to('/')}")
+    shared = _claim_at(pod, mlflow, _rayjob()["metadata"]["annotations"]["sweeper/storage"])
+    assert db_claim and db_claim != shared
+    assert _claims()[db_claim]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert not str(db).startswith(_rayjob()["metadata"]["annotations"]["sweeper/storage"])
 
 
 def test_rayjob_worker_group_requests_gpus_and_scales():
