@@ -45,7 +45,7 @@ class UnlearnData:
         path = Path(self.cache_dir) / f"{key}.pt"
         payload = _read_checked(path)
         if payload is not None:
-            return torch.load(io.BytesIO(payload), weights_only=False)
+            return torch.load(io.BytesIO(payload), weights_only=True)  # tensors and containers only: no code runs
         value = compute()
         _write_checked(value, path)
         return value
