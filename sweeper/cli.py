@@ -13,7 +13,7 @@ from .registry import attacks, methods
 
 def _signature_params(fn) -> str:
     ps = [p for p in inspect.signature(fn).parameters.values()
-          if p.kind is p.KEYWORD_ONLY and p.default is not p.empty]
+          if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in config.SWEEP_SUPPLIED]
     return ", ".join(f"{p.name}={p.default!r}" for p in ps) or "-"
 
 

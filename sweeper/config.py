@@ -108,12 +108,15 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+SWEEP_SUPPLIED = {"victim"}  # keywords the sweep passes itself (attacks.Victim): never set from a file
+
+
 def _check_params(where: str, fn, params: dict) -> dict:
     """Keyword parameters given in a file must exist in `fn`'s signature, match its defaults' types and lie
     in the ranges its module declares: a bad value fails here, not minutes later inside a Ray task."""
     # Parameters without a default (an attack's seed) are the sweep's to set: a file setting them would clash.
     sig = {p.name: p.default for p in inspect.signature(fn).parameters.values()
-           if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+           if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in SWEEP_SUPPLIED}
     for key, value in params.items():
         if key not in sig:
             raise SweeperError(f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(sig)) or 'none'}")

@@ -35,10 +35,11 @@ from .models import BlockModel
 from .registry import attacks, datasets, models
 from .training import Recipe, full_precision, prepare, train_from_scratch
 
-BASE_VERSION = 5  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 6  # bump when training, crafting or evaluation code changes what a cached model means
 # (3: manifest.json carries checksums; older entries are simply not found and get rebuilt;
 #  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale;
-#  5: poisoning.pt holds plain tensors (loaded with weights_only=True), crafting and training on the device)
+#  5: poisoning.pt holds plain tensors (loaded with weights_only=True), crafting and training on the device;
+#  6: witches_brew crafts against the scenario's own model and recipe with the reference's step size)
 FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what manifest.json vouches for
 NOT_BUILT = "not built"  # check_entry's verdict on an absent entry (absent is not broken)
 STALE_TEMP_AGE_S = 3600  # an ownerless temporary folder untouched this long is a dead build's

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from sweeper.attacks import backdoor
+from sweeper.attacks._surrogate import hold_out
+from sweeper.data import Split
 from sweeper.scenario import Scenario, base_models
 from sweeper.training import Recipe
 
@@ -55,3 +57,26 @@ def test_same_seed_same_poisons(base):
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.forget, b.forget)
     assert torch.equal(a.forget, base.poisoning.forget)
     assert not torch.equal(backdoor.craft(train, seed=1).forget, a.forget)
+
+
+def test_a_white_patch_on_every_channel_of_colour_images():
+    """CIFAR-shaped inputs (3x32x32): the patch is white in all three channels, the rest of the image and the
+    clean points untouched, and the ASR is measured on patched colour images."""
+    gen = torch.Generator().manual_seed(0)
+    train = Split(torch.rand(500, 3, 32, 32, generator=gen), torch.arange(500) % 10)
+    p = backdoor.craft(train, seed=0, patch=3)
+    x, ctx = p.forget_set.x, p.context
+    assert x.shape[1:] == (3, 32, 32) and (p.forget_set.y == 0).all()
+    assert torch.equal(x[..., -3:, -3:], torch.ones_like(x[..., -3:, -3:]))
+    rest, _ = hold_out(train, round(0.1 * len(train)), 0)
+    assert torch.equal(x[..., :-3, :], rest.x[p.forget][..., :-3, :])
+    assert torch.equal(p.train.x[p.retain_mask()], rest.x[p.retain_mask()])
+    assert ctx["eval_x"].shape[1:] == (3, 32, 32)
+
+    class PatchDetector(torch.nn.Module):  # class 0 iff the bottom-right corner is white in every channel
+        def forward(self, x):
+            white = (x[..., -3:, -3:] == 1).flatten(1).all(1)
+            return torch.nn.functional.one_hot(torch.where(white, 0, 1), 10).float()
+
+    m = backdoor.effect(PatchDetector(), ctx)
+    assert m["backdoor/asr"] == 1.0 and m["backdoor/n"] == len(ctx["eval_y"])

@@ -64,6 +64,8 @@ CASES = [
     case("resume-unknown-name", BASE, "--resume nope: no sweep of that name", ["--resume", "nope"]),
     case("max-failures-negative", BASE, "max_failures must be a non-negative integer", ["--max-failures", "-1"]),
     case("gpus-per-trial-2", BASE, "gpus_per_trial must lie in (0, 1]", ["--gpus-per-trial", "2"]),
+    case("attack-victim-is-the-sweeps", edited(attack={"name": "witches_brew", "victim": 3}),
+         "attack: unknown parameter 'victim'"),
     case("attack-list-patch-0", edited(attack=["gaussian", {"name": "backdoor", "patch": 0}]),
          "attack[1].patch must be positive, got 0"),
     case("backdoor-target-negative", edited(attack={"name": "backdoor", "target": -1}),

@@ -1,12 +1,15 @@
 """Shared steps of attacks that need models of their own (a clean surrogate, a target model) and
 held-out evaluation points.
 
-`craft` sees only the training split, so such attacks set a few training points aside as their
-evaluation points (never trained on by θ_poisoned or θ_retrain: they play the role of test points)
-and train their own surrogate, a `small_cnn` of the attack's chosen width, from a seed."""
+An attack whose `craft` names `victim` gets the scenario's model builder, recipe and test split, and can
+train a surrogate like its victim (`surrogate` with `victim.build`). Without one, `craft` sees only the
+training split: such attacks set a few training points aside as their evaluation points (`hold_out`:
+never trained on by θ_poisoned or θ_retrain, they play the role of test points) and train a `small_cnn`
+of their own (`small_cnn_builder`)."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -26,17 +29,25 @@ def hold_out(train: Split, n: int, seed: int) -> tuple[Split, Split]:
     return train.subset(keep), train.subset(order[:n].sort().values)
 
 
-def surrogate(train: Split, *, seed: int, width: int, epochs: int, num_classes: int = 10,
-              lr: float = 0.05) -> tuple[torch.nn.Module, int]:
-    """A small_cnn trained from scratch on `train` (init and order from `seed`, global RNG untouched);
-    returns (model in eval mode, units spent = 3 x epochs x n)."""
+def small_cnn_builder(train: Split, *, width: int, num_classes: int = 10) -> Callable[[int], torch.nn.Module]:
+    """seed -> a freshly initialised `small_cnn` of `width`, normalised by `train`'s statistics, on
+    `train`'s device (global RNG untouched): the surrogate of attacks that are given no victim."""
     mean, std = float(train.x.mean()), float(train.x.std())
     stub = DataSet("surrogate", train, train, train, num_classes, (mean,) * train.x.shape[1], (std,) * train.x.shape[1])
+
+    def build(seed: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return models.get("small_cnn")(stub, width=width).to(train.x.device)
+    return build
+
+
+def surrogate(train: Split, *, seed: int, build: Callable[[int], torch.nn.Module],
+              recipe: Recipe) -> tuple[torch.nn.Module, int]:
+    """`build(s)` trained from scratch on `train` with `recipe` (init and order from a seed drawn from
+    `seed`'s own stream, global RNG untouched); returns (model in eval mode, units = 3 x epochs x n)."""
     init_seed = int(torch.randint(2**31 - 1, (1,), generator=generator(seed, _INIT)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        model = models.get("small_cnn")(stub, width=width)
-    recipe = Recipe(epochs=epochs, lr=lr)
+    model = build(init_seed)
     return train_from_scratch(model, train, recipe, init_seed), recipe.retrain_units(len(train))
 
 
