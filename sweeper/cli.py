@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from pathlib import Path
 
 from . import config
 from . import methods as _methods
@@ -46,11 +47,19 @@ def cmd_attacks(args) -> int:
 
 
 def _load(args) -> config.Experiment:
-    return config.load(args.experiment, args.profile, data_root=args.data_root, skip_checksums=args.skip_checksums)
+    if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
+        args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `sweeper run trials=2`
+    return config.load(args.experiment, args.profile, data_root=args.data_root, skip_checksums=args.skip_checksums,
+                       overrides=args.overrides)
 
 
 def cmd_validate(args) -> int:
     exp = _load(args)
+    if args.show:
+        import yaml
+
+        print(yaml.safe_dump(exp.as_dict(), sort_keys=False), end="")
+        return 0
     print(f"ok: {exp.name} (profile {exp.profile}): {exp.scenario.dataset} / {exp.scenario.model} / "
           f"{', '.join(sc.attack for sc in exp.scenarios)}; methods {', '.join(exp.methods)}; budgets {list(exp.budgets)}; "
           f"{exp.trials} trials per method; seeds {list(exp.seeds)}")
@@ -110,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("attacks", help="list poisoning attacks, their papers and parameters").set_defaults(fn=cmd_attacks)
     v = sub.add_parser("validate", help="check an experiment file without running it")
     v.add_argument("experiment", help="path to an experiment YAML, or the name of a bundled one")
+    v.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings over the file, e.g. trials=20 "
+                   "recipe.epochs=10 methods=[gd,scrub] budgets=[0.05,0.1] (values are YAML)")
+    v.add_argument("--show", action="store_true", help="print the resolved experiment")
     v.add_argument("--profile", help="apply one of the file's profiles (quick, tiny, full, ...)")
     _data_flags(v)
     v.set_defaults(fn=cmd_validate)
@@ -117,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
                        description="Run a sweep. With no experiment, the bundled quickstart: every registered "
                        "image method against Gaussian poisoning on scikit-learn's digits, on an embedded Ray.")
     r.add_argument("experiment", nargs="?", help="experiment YAML or bundled name (default: quickstart)")
+    r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings over the file, e.g. trials=20 "
+                   "recipe.epochs=10 methods=[gd,scrub] (values are YAML; see `sweeper validate EXP ... --show`)")
     r.add_argument("--workdir", default="sweeper-work", help="base models, Ray results, MLflow database and "
                    "report/ go here (default: ./sweeper-work)")
     r.add_argument("--trials", type=int, help="Optuna trials per (attack, method), overriding the file")

@@ -19,6 +19,7 @@
 Every mistake is one SweeperError naming the file and the key."""
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import re
@@ -33,7 +34,7 @@ from . import attacks as _attacks  # noqa: F401  (registers)
 from . import datasets as _datasets  # noqa: F401
 from . import methods as _methods
 from . import models as _models  # noqa: F401
-from . import spaces
+from . import spaces, yamlio
 from .errors import SweeperError
 from .params import NON_NEGATIVE, POSITIVE, Range, check, numeric_keywords, ranges
 from .registry import attacks, datasets, methods, models
@@ -293,6 +294,39 @@ def _seeds(where: str, value, key: str = "seeds") -> tuple[int, ...]:
     return tuple(value)
 
 
+def apply_overrides(where: str, doc: dict, overrides) -> dict:
+    """Hydra-style `a.b.c=VALUE` settings over the (profile-resolved) document: dotted keys into nested
+    mappings, values read as YAML (`[gd,scrub]`, `1e-4`, `true`). The result is validated like the file,
+    so an error names the key as a file's error would."""
+    doc = copy.deepcopy(doc)
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        if not eq or not key or any(not part for part in key.split(".")):
+            raise SweeperError(f"override {item!r}: expected KEY=VALUE, e.g. trials=20 or recipe.epochs=10")
+        try:
+            value = yamlio.load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise SweeperError(f"override {item!r}: not a YAML value ({str(e).splitlines()[0]})") from None
+        *parents, last = key.split(".")
+        top = key.split(".")[0]
+        if top not in REQUIRED | OPTIONAL or top in ("profile", "profiles"):
+            raise SweeperError(f"override {item!r}: unknown key(s) {top}; known: "
+                               f"{', '.join(sorted((REQUIRED | OPTIONAL) - {'profile', 'profiles'}))}")
+        node = doc
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if isinstance(child, str) and part in ("dataset", "model", "attack"):
+                child = node[part] = {"name": child}  # `attack: gaussian` is `attack: {name: gaussian}`
+            elif child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SweeperError(f"override {item!r}: {'.'.join(parents[:i + 1])} is not a mapping in {where}; "
+                                   "set it whole instead")
+            node = child
+        node[last] = value
+    return doc
+
+
 def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, str]:
     profiles = doc.get("profiles") or {}
     if not isinstance(profiles, dict):
@@ -313,7 +347,7 @@ def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, 
 
 
 def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
-          skip_checksums: bool | None = None) -> Experiment:
+          skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """`data_root`, `skip_checksums`: the command line's --data-root / --skip-checksums (None: not given)."""
     if not isinstance(doc, dict):
         raise SweeperError(f"{where}: expected a mapping at the top level")
@@ -324,6 +358,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
     if missing:
         raise SweeperError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
     doc, profile = _resolve_profile(where, doc, profile)
+    doc = apply_overrides(where, doc, overrides)
     dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
     model, model_params = _named(f"{where}: model", doc["model"], models)
     dataset_params = _data_folder(where, dataset, dataset_params, doc.get("data_root"), data_root, skip_checksums)
@@ -353,9 +388,10 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
 
 
 def load(path: str | Path | None = None, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
-         skip_checksums: bool | None = None) -> Experiment:
+         skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Load an experiment file; no path means the bundled quickstart. A bare name (`quickstart`)
-    finds a bundled experiment. `data_root` / `skip_checksums` override the file's (see `parse`)."""
+    finds a bundled experiment. `data_root` / `skip_checksums` override the file's (see `parse`);
+    `overrides` are command-line KEY=VALUE settings applied over the file and its profile."""
     if path is None:
         path = "quickstart"
     p = Path(path)
@@ -366,10 +402,10 @@ def load(path: str | Path | None = None, profile: str | None = None, *, data_roo
     else:
         raise SweeperError(f"experiment file {path} not found (bundled: {', '.join(bundled())})")
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text)
     except yaml.YAMLError as e:
         raise SweeperError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse(doc, where, profile, data_root=data_root, skip_checksums=skip_checksums)
+    return parse(doc, where, profile, data_root=data_root, skip_checksums=skip_checksums, overrides=overrides)
 
 
 def _read(p: Path) -> str:

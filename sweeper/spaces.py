@@ -17,8 +17,8 @@ from importlib import resources
 from types import ModuleType
 
 import optuna
-import yaml
 
+from . import yamlio
 from .errors import SweeperError
 
 _RANGE_KEYS = {"low", "high", "log", "type", "step"}
@@ -35,7 +35,7 @@ class SearchSpace:
 def _number(where: str, key: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SweeperError(f"{where}: {key} must be a number, got {value!r} "
-                           "(write floats as 1.0e-4: YAML reads 1e-4 as a string)")
+                           "(a quoted number is a string)")
     if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf / .nan: no sampler draws from those
         raise SweeperError(f"{where}: {key} must be a finite number, got {value!r}")
     return value
@@ -136,7 +136,7 @@ def load(method: str, module: ModuleType, hyperparameters: dict[str, object]) ->
     path = resources.files("sweeper.search_spaces") / f"{method}.yaml"
     if not path.is_file():
         raise SweeperError(f"method {method!r} has no search space file search_spaces/{method}.yaml")
-    return parse(method, yaml.safe_load(path.read_text()), hyperparameters, f"search_spaces/{method}.yaml")
+    return parse(method, yamlio.load(path.read_text()), hyperparameters, f"search_spaces/{method}.yaml")
 
 
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
