@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -69,9 +70,43 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     from .sweep import run_sweep
 
+    if args.dry_run:
+        return _dry_run(args)
+
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
               address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
               max_failures=args.max_failures, resume=args.resume, progress=_say)
+    return 0
+
+
+def _dry_run(args) -> int:
+    """What the sweep would do, without Ray, MLflow or training. Slots: this machine's cores (and GPUs
+    at gpus_per_trial), or with --address the cluster's, asked of Ray."""
+    from dataclasses import replace
+
+    from .sweep import plan
+
+    exp = _load(args)
+    if args.trials is not None:
+        exp = replace(exp, trials=args.trials)
+    slots = None
+    if args.address:
+        from . import tuning
+
+        started = tuning.start(args.address)
+        try:
+            slots = tuning.slots(exp.gpus_per_trial).concurrent
+        finally:
+            if started:
+                tuning.stop()
+    else:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        cpus = os.cpu_count() or 1
+        slots = max(1, min(cpus, int(gpus / exp.gpus_per_trial))) if gpus else cpus
+    for line in plan(exp, args.workdir, args.storage, slots).lines():
+        print(line)
     return 0
 
 
@@ -142,6 +177,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", metavar="PATH", help="base models and Ray Tune records go here instead of the work "
                    "directory: on a multi-node cluster, a folder every node sees at the same path (NFS/EFS mount, "
                    "file:///...); default $SWEEPER_STORAGE, else the work directory")
+    r.add_argument("--dry-run", action="store_true", help="print what the sweep would run (trials, fresh runs, base "
+                   "models to train vs cached, worst-case cost, a wall-time estimate) and exit; writes nothing")
     r.add_argument("--resume", nargs="?", const=True, metavar="NAME", help="continue an interrupted sweep (default: "
                    "the newest unfinished sweep of this experiment) with the same experiment, options and --storage; "
                    "a finished one only gets its report rebuilt")
