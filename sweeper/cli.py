@@ -51,7 +51,7 @@ def _load(args) -> config.Experiment:
     if args.experiment and "=" in args.experiment and not Path(args.experiment).exists():
         args.overrides, args.experiment = [args.experiment, *args.overrides], None  # `sweeper run trials=2`
     return config.load(args.experiment, args.profile, data_root=args.data_root, skip_checksums=args.skip_checksums,
-                       overrides=args.overrides)
+                       overrides=args.overrides, plugins=args.plugin)
 
 
 def cmd_validate(args) -> int:
@@ -142,6 +142,8 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
                    "cifar100: DIR/cifar-100-python/); overrides the file's data_root:")
     p.add_argument("--skip-checksums", action="store_true", default=None, help="skip torchvision's md5 checks of the "
                    "CIFAR files (for CIFAR-format files you wrote yourself; the official files pass them)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load a method (or attack) "
+                   "from a local file, registered under the file's stem; repeatable")
 
 
 def parser() -> argparse.ArgumentParser:

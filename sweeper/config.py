@@ -43,7 +43,7 @@ from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
 OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root",
-            "gpus_per_trial", "max_failures"}
+            "gpus_per_trial", "max_failures", "plugins"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
@@ -72,6 +72,7 @@ class Experiment:
     device: str = "auto"
     max_failures: int = MAX_FAILURES  # retries of a failed trial (Tune) or task (Ray) before it counts as FAILED
     gpus_per_trial: float = GPUS_PER_TRIAL  # share of a GPU each trial asks Ray for (admission only: Ray caps no memory)
+    plugins: tuple[str, ...] = ()  # absolute paths of plugin files (methods, attacks, ... from outside the package)
 
     @property
     def scenario(self) -> Scenario:
@@ -86,7 +87,8 @@ class Experiment:
                 "budgets": list(self.budgets), "trials": self.trials, "seeds": list(self.seeds),
                 "fresh_seeds": list(self.fresh_seeds), "delta": self.delta,
                 "profile": self.profile, "spaces": self.spaces, "device": self.device,
-                "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures}
+                "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures,
+                "plugins": list(self.plugins)}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -99,7 +101,11 @@ def search_space(method: str, overrides: dict | None = None, where: str = "exper
 
 
 def searchable_methods() -> list[str]:
-    return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference"]
+    """What `methods: all` means: built-in and installed (entry-point) methods. A method from a plugin file
+    is swept only where it is named, so a file loaded earlier in a process never joins another sweep."""
+    from . import plugins
+
+    return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference" and not plugins.from_file(n)]
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -294,6 +300,23 @@ def _seeds(where: str, value, key: str = "seeds") -> tuple[int, ...]:
     return tuple(value)
 
 
+def _plugins(where: str, listed, given) -> tuple[str, ...]:
+    """Plugin files from the experiment (`plugins:`, relative to the file) and the command line (--plugin,
+    relative to the current directory), loaded now so their names validate; entry points too."""
+    from . import plugins
+
+    if listed is None:
+        listed = []
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise SweeperError(f"{where}: plugins must be a list of paths to .py files")
+    here = Path(where).parent if Path(where).is_file() else Path.cwd()
+    paths = [str((here / p).expanduser().resolve()) for p in listed] + [str(Path(p).expanduser().resolve()) for p in given]
+    paths = list(dict.fromkeys(paths))
+    plugins.load_entry_points()
+    plugins.ensure([plugins.spec(p) for p in paths])
+    return tuple(paths)
+
+
 def apply_overrides(where: str, doc: dict, overrides) -> dict:
     """Hydra-style `a.b.c=VALUE` settings over the (profile-resolved) document: dotted keys into nested
     mappings, values read as YAML (`[gd,scrub]`, `1e-4`, `true`). The result is validated like the file,
@@ -347,7 +370,8 @@ def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, 
 
 
 def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
-          skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+          skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = (),
+          plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
     """`data_root`, `skip_checksums`: the command line's --data-root / --skip-checksums (None: not given)."""
     if not isinstance(doc, dict):
         raise SweeperError(f"{where}: expected a mapping at the top level")
@@ -359,6 +383,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
         raise SweeperError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
     doc, profile = _resolve_profile(where, doc, profile)
     doc = apply_overrides(where, doc, overrides)
+    plugin_paths = _plugins(where, doc.get("plugins"), plugins)
     dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
     model, model_params = _named(f"{where}: model", doc["model"], models)
     dataset_params = _data_folder(where, dataset, dataset_params, doc.get("data_root"), data_root, skip_checksums)
@@ -379,7 +404,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
                      max_failures(where, doc.get("max_failures", MAX_FAILURES)),
-                     gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)))
+                     gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)), plugin_paths)
     for method in spaces_doc:
         methods.get(method)
         search_space(method, spaces_doc, where)  # validates the override now, not mid-sweep; names the file
@@ -388,7 +413,8 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
 
 
 def load(path: str | Path | None = None, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
-         skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+         skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = (),
+         plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Load an experiment file; no path means the bundled quickstart. A bare name (`quickstart`)
     finds a bundled experiment. `data_root` / `skip_checksums` override the file's (see `parse`);
     `overrides` are command-line KEY=VALUE settings applied over the file and its profile."""
@@ -405,7 +431,8 @@ def load(path: str | Path | None = None, profile: str | None = None, *, data_roo
         doc = yamlio.load(text)
     except yaml.YAMLError as e:
         raise SweeperError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse(doc, where, profile, data_root=data_root, skip_checksums=skip_checksums, overrides=overrides)
+    return parse(doc, where, profile, data_root=data_root, skip_checksums=skip_checksums, overrides=overrides,
+                 plugins=plugins)
 
 
 def _read(p: Path) -> str:

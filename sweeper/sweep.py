@@ -432,7 +432,10 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
              f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
-    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device, exp.max_failures)
+    from . import plugins
+
+    plugin_specs = [plugins.spec(p) for p in exp.plugins]  # shipped with every task: workers need no path
+    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device, exp.max_failures, plugin_specs)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = {**_versions(), "sweep": sweep, "profile": exp.profile, "mlflow.source.name": "sweeper run",
               "mlflow.source.type": "LOCAL", "mlflow.user": _user()}
@@ -443,7 +446,7 @@ def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, pr
     for scenario in exp.scenarios:
         tags = {**common, "scenario": scenario_hash(scenario, all_seeds)}
         base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
-                "budgets": list(exp.budgets), "device": exp.device}
+                "budgets": list(exp.budgets), "device": exp.device, "plugins": plugin_specs}
         logged = tracker.logged_runs(scenario.attack) if resumed else None
         open_parents = _parents(tracker, scenario.attack, ("none", "retrain", *exp.methods), tags, exp, logged)
         parents += open_parents.values()
@@ -492,7 +495,8 @@ def experiment_params(exp: Experiment, attack: str) -> dict[str, str]:
     for prefix, params in (("dataset", sc.dataset_params), ("model", sc.model_params), ("attack", sc.attack_params),
                            ("recipe", sc.recipe.as_dict())):
         flat.update({f"{prefix}.{k}": v for k, v in params.items()})
-    flat.update({k: v for k, v in exp.as_dict().items() if k not in ("scenarios", "spaces", "name")})
+    flat.update({k: v for k, v in exp.as_dict().items() if k not in ("scenarios", "spaces", "name", "plugins")})
+    flat.update({f"plugin.{Path(p).stem}": p for p in exp.plugins})
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in flat.items()}
 
 
@@ -719,6 +723,9 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
     tracker = tracking.Tracker(uri, sweep, prepare_workdir(wd))
     folder = report_folder(wd, sweep)
     logged = tracker.read_experiment()
+    from . import plugins
+
+    plugins.ensure([plugins.spec(p) for p in logged.get("plugins", []) if Path(p).is_file()])  # their spaces
     state = tracker.status()
     summary = report.write(tracker.read_rows(), folder, logged.get("delta", config.DEFAULT_DELTA),
                            lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}",

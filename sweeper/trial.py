@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from . import methods as _methods
+from . import plugins
 from .attacks import Poisoning
 from .budget import Budget
 from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
@@ -35,6 +36,7 @@ class TrialConfig:
     budgets: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.06, 0.08, 0.10])
     device: str = "auto"
     save_models: str | None = None     # a folder: the model at each checkpoint, as budget-B.safetensors
+    plugins: list[dict] = field(default_factory=list)  # plugin files (plugins.spec) this trial's names may need
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -188,6 +190,7 @@ def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], Non
     With several seeds the earlier seeds' checkpoints wait for the last one (so an early stop saves
     only the last seed's remaining work); one seed per trial keeps early stopping fully effective."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    plugins.ensure(cfg.plugins)  # a Ray worker loads the user's plugin files before resolving any name
     constrained = not getattr(attacks.get(cfg.scenario.attack), "ACCURACY_IS_EFFECT", False)
     start = time.perf_counter()
     done: list[list[Metrics]] = []

@@ -40,7 +40,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from . import spaces  # noqa: E402
+from . import plugins, spaces  # noqa: E402
 from .config import GPUS_PER_TRIAL, Experiment  # noqa: E402
 from .errors import SweeperError  # noqa: E402
 from .metrics import DIVERGED  # noqa: E402
@@ -219,12 +219,13 @@ def slots(gpus_per_trial: float = GPUS_PER_TRIAL) -> Slots:
 
 # -- base models and references, as Ray tasks (use every core) -------------------------------------------
 @ray.remote(num_cpus=1)
-def _build_base(scenario: dict, seed: int, base_dir: str, device: str) -> dict:
+def _build_base(scenario: dict, seed: int, base_dir: str, device: str, plugin_specs: list[dict]) -> dict:
+    plugins.ensure(plugin_specs)
     return base_models(Scenario.from_dict(scenario), seed, base_dir, device=pick_device(device)).manifest
 
 
 def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto",
-                max_failures: int = 2) -> BuildSummary:
+                max_failures: int = 2, plugin_specs: list[dict] | None = None) -> BuildSummary:
     """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
     failing its manifest checksum; the task moves it aside first), after removing the temporary folders
     of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
@@ -232,7 +233,7 @@ def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, devi
     todo = [(sc, s) for sc in scenarios for s in seeds
             if summary.record(sc, s, check_entry(base_folder(sc, s, base_dir)))]
     options = {**slots().build_task, "max_retries": max_failures}  # a build lost with its node is redone
-    ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device) for sc, s in todo])
+    ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or []) for sc, s in todo])
     return summary
 
 
