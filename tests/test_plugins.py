@@ -75,3 +75,22 @@ def test_the_same_file_loads_once_per_process(plugin_dir):
     plugins.ensure([spec])
     assert methods.get("plug_gd") is first
     assert "plug_gd" not in config.searchable_methods()  # a file's method joins only sweeps that name it
+
+
+def test_installed_packages_register_through_entry_points(tmp_path, monkeypatch):
+    """A distribution on sys.path (as `pip install` leaves one) declaring a sweeper.methods entry point."""
+    (tmp_path / "ep_pkg.py").write_text(EXAMPLE.read_text() + "\nSEARCH_SPACE = {'params': {'lr': "
+                                        "{'low': 0.001, 'high': 0.1, 'log': True}, 'decay': {'low': 0.1, 'high': 1.0}}}\n")
+    info = tmp_path / "ep_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-pkg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[sweeper.methods]\nep_gd = ep_pkg\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_SCANNED", False)
+    try:
+        plugins.load_entry_points()
+        assert methods.get("ep_gd").unlearn.__module__ == "ep_pkg"
+        assert "ep_gd" in config.searchable_methods()  # installed methods are part of `methods: all`
+        assert set(config.search_space("ep_gd").params) == {"lr", "decay"}
+    finally:
+        methods._entries.pop("ep_gd", None)
