@@ -259,6 +259,7 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
 
     uri = tracking_uri or tracking.default_uri(wd)
     try:
+        address = tuning.check(address)  # seconds; before a new tracking store's ~10 s of schema creation
         tracking.open_store(uri, wd)  # before Ray starts: a bad URI costs nothing and leaves nothing
         if resume:
             name = _resumable(uri, wd, exp, resume)

@@ -145,20 +145,28 @@ def resolve_auto() -> str:
     return found
 
 
+def check(address: str | None) -> str | None:
+    """The address to join, resolved (`auto`) and probed: one clear error within seconds if no Ray
+    answers there. None and "local" mean a new embedded Ray and need no check."""
+    if address == "auto":
+        found = resolve_auto()
+        try:
+            check_address(found)
+        except SweeperError as e:
+            raise SweeperError(f"--address auto found {found} in Ray's record of this machine's last cluster, "
+                               f"but {e}") from None
+        return found
+    if address and address != "local":
+        check_address(address)
+    return address
+
+
 def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Join `address` (a cluster; `auto` = the one Ray has recorded on this machine) or start a new
     embedded Ray; True if this call started it. Without an address Ray is always new and local
     (`address="local"`): plain `ray.init()` would join whatever cluster the machine last recorded, or
     hang for minutes on a stale record."""
-    if address == "auto":
-        address = resolve_auto()
-        try:
-            check_address(address)
-        except SweeperError as e:
-            raise SweeperError(f"--address auto found {address} in Ray's record of this machine's last cluster, "
-                               f"but {e}") from None
-    elif address and address != "local":
-        check_address(address)
+    address = check(address)
     if ray.is_initialized():  # a caller (tests, a notebook) already runs Ray in this process: use it
         return False
     try:
