@@ -132,16 +132,30 @@ def check_address(address: str) -> None:
 
 
 def resolve_auto() -> str:
-    """What `ray.init(address="auto")` would join: RAY_ADDRESS, else the cluster recorded in Ray's temp
-    directory (`ray_current_cluster`), else a running local GCS."""
-    from ray._private.services import canonicalize_bootstrap_address
+    """What `--address auto` joins: RAY_ADDRESS, else the cluster recorded in Ray's temp directory
+    (`ray_current_cluster`, the last `ray start`), else the one Ray GCS running on this machine. Ray's own
+    "auto" prefers any running GCS over the record, so with a stale record it would join whatever
+    embedded Ray another process happens to run; the record wins here."""
+    from ray._private.services import canonicalize_bootstrap_address, find_bootstrap_address, find_gcs_addresses
 
+    env = os.environ.get("RAY_ADDRESS", "")
+    recorded = find_bootstrap_address(None)
+    if not env and recorded:
+        return recorded
+    if not env:
+        running = set(find_gcs_addresses())
+        if len(running) == 1:
+            return running.pop()
+        if len(running) > 1:
+            raise SweeperError(f"--address auto: {len(running)} Ray clusters run on this machine and none is "
+                               "recorded; name one with --address HOST:PORT")
+        raise SweeperError("--address auto: no running Ray cluster is recorded on this machine")
     try:
-        found = canonicalize_bootstrap_address("auto")
+        found = canonicalize_bootstrap_address(env)
     except (ConnectionError, ValueError) as e:
         raise SweeperError(f"--address auto: {str(e).splitlines()[0]}") from None
     if not found:
-        raise SweeperError("--address auto: no running Ray cluster is recorded on this machine")
+        raise SweeperError("--address auto: RAY_ADDRESS names no cluster")
     return found
 
 

@@ -241,3 +241,15 @@ def _env(**extra):
     import os
 
     return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def test_address_auto_prefers_ray_address_and_the_record_over_any_running_ray(monkeypatch):
+    """Ray's own "auto" joins any single running GCS even when another cluster is recorded (a test
+    session's embedded Ray, another user's); ours takes RAY_ADDRESS, then the record."""
+    from sweeper import tuning
+
+    monkeypatch.setenv("RAY_TMPDIR", stale_ray_tmpdir(6379))
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    assert tuning.resolve_auto().endswith(":6379")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:7000")
+    assert tuning.resolve_auto().endswith(":7000")
