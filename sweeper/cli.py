@@ -26,6 +26,9 @@ def _range(spec: dict) -> str:
 
 
 def cmd_methods(args) -> int:
+    from . import plugins
+
+    plugins.load_entry_points()  # installed packages' methods are listed too
     for name in methods.names():
         module = methods.get(name)
         kind = _methods.kind(module)
@@ -40,6 +43,9 @@ def cmd_methods(args) -> int:
 
 
 def cmd_attacks(args) -> int:
+    from . import plugins
+
+    plugins.load_entry_points()
     for name in attacks.names():
         module = attacks.get(name)
         print(f"{name}  {module.PAPER}")
@@ -204,8 +210,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """argparse takes a command's positionals in one run, so KEY=VALUE settings after an option
+    (`sweeper run backdoor --dry-run trials=3`) come back unrecognised: they are overrides too."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args.fn(args)
     except SweeperError as e:

@@ -54,3 +54,11 @@ def test_bad_overrides_are_one_line_and_exit_2(capsys, tmp_path, override, messa
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "wd").exists()
+
+
+def test_overrides_may_follow_options(capsys):
+    assert cli.main(["validate", "quickstart", "--profile", "tiny", "trials=3", "--show"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["trials"] == 3
+    with pytest.raises(SystemExit) as stop:  # an unknown option is still argparse's usage error
+        cli.main(["validate", "quickstart", "--profile", "tiny", "--bogus"])
+    assert stop.value.code == 2
