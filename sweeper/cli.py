@@ -95,22 +95,21 @@ def _dry_run(args) -> int:
     exp = _load(args)
     if args.trials is not None:
         exp = replace(exp, trials=args.trials)
-    slots = None
-    if args.address:
-        from . import tuning
+    from . import tuning
 
+    per_trial = (exp.gpus_per_trial if args.gpus_per_trial is None
+                 else config.gpus_per_trial("--gpus-per-trial", args.gpus_per_trial))  # checked as `run` checks it
+    if args.address:
         started = tuning.start(args.address)
         try:
-            slots = tuning.slots(exp.gpus_per_trial).concurrent
+            slots = tuning.slots(per_trial).concurrent
         finally:
             if started:
                 tuning.stop()
-    else:
+    else:  # what an embedded Ray would see, without starting one
         import torch
 
-        gpus = torch.cuda.device_count()
-        cpus = os.cpu_count() or 1
-        slots = max(1, min(cpus, int(gpus / exp.gpus_per_trial))) if gpus else cpus
+        slots = tuning.Slots(os.cpu_count() or 1, torch.cuda.device_count(), per_trial).concurrent
     for line in plan(exp, args.workdir, args.storage, slots).lines():
         print(line)
     return 0

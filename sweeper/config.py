@@ -407,7 +407,8 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)), plugin_paths)
     for method in spaces_doc:
         methods.get(method)
-        search_space(method, spaces_doc, where)  # validates the override now, not mid-sweep; names the file
+    for method in dict.fromkeys([*spaces_doc, *exp.methods]):  # every space now, not mid-sweep (a plugin's too)
+        search_space(method, spaces_doc, where)
     _check_data(f"{where}: dataset", datasets.get(dataset), dataset_params)  # last: it reads files
     return exp
 

@@ -90,13 +90,17 @@ def _load(s: dict) -> None:
         sys.modules.pop(module_name, None)
         raise SweeperError(f"plugin {s['path']} failed to import: {type(e).__name__}: {e}") from None
     if hasattr(module, "unlearn"):
-        _add(methods, name, module, s)
-        if not hasattr(module, "SEARCH_SPACE"):
+        if not hasattr(module, "SEARCH_SPACE"):  # checked before registering: a refused file leaves no name behind
+            module.SEARCH_SPACE_FILE = str(Path(s["path"]).with_suffix(".yaml"))
             if not s.get("space"):
                 raise SweeperError(f"plugin {s['path']}: method {name!r} has no search space (a SEARCH_SPACE dict "
                                    f"or {Path(s['path']).with_suffix('.yaml').name} beside it)")
-            module.SEARCH_SPACE = yamlio.load(s["space"])
+            try:
+                module.SEARCH_SPACE = yamlio.load(s["space"])
+            except yamlio.yaml.YAMLError as e:
+                raise SweeperError(f"{module.SEARCH_SPACE_FILE}: not valid YAML ({str(e).splitlines()[0]})") from None
         module.PAPER = getattr(module, "PAPER", f"plugin {s['path']}")
+        _add(methods, name, module, s)
     if hasattr(module, "craft"):
         _add(attacks, name, module, s)
 

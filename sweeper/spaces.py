@@ -134,7 +134,8 @@ def _check_point(where: str, point, params) -> None:
 def load(method: str, module: ModuleType, hyperparameters: dict[str, object]) -> SearchSpace:
     """The search space of a method: a plugin's own (`SEARCH_SPACE`), else the shipped file."""
     if getattr(module, "SEARCH_SPACE", None) is not None:
-        return parse(method, module.SEARCH_SPACE, hyperparameters, f"plugin {method}: search space")
+        where = getattr(module, "SEARCH_SPACE_FILE", None) or f"plugin {method}: SEARCH_SPACE"  # the YAML beside a file
+        return parse(method, module.SEARCH_SPACE, hyperparameters, where)
     path = resources.files("sweeper.search_spaces") / f"{method}.yaml"
     if not path.is_file():
         raise SweeperError(f"method {method!r} has no search space file search_spaces/{method}.yaml")

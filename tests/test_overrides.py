@@ -57,8 +57,10 @@ def test_bad_overrides_are_one_line_and_exit_2(capsys, tmp_path, override, messa
 
 
 def test_overrides_may_follow_options(capsys):
-    assert cli.main(["validate", "quickstart", "--profile", "tiny", "trials=3", "--show"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)["trials"] == 3
+    """argparse takes positionals in one run; settings after an option are overrides all the same."""
+    assert cli.main(["validate", "quickstart", "--profile", "tiny", "trials=3", "--show", "recipe.lr=0.1"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["trials"] == 3 and shown["profile"] == "tiny" and shown["scenarios"][0]["recipe"]["lr"] == 0.1
     with pytest.raises(SystemExit) as stop:  # an unknown option is still argparse's usage error
-        cli.main(["validate", "quickstart", "--profile", "tiny", "--bogus"])
+        cli.main(["validate", "quickstart", "--show", "--bogus"])
     assert stop.value.code == 2

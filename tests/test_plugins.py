@@ -44,9 +44,8 @@ def test_the_plugin_search_space_is_checked_like_a_built_in(plugin_dir, tmp_path
     bad = tmp_path / "bad_space.py"
     bad.write_text(EXAMPLE.read_text())
     (tmp_path / "bad_space.yaml").write_text("params:\n  lr: {low: 1.0e-3, high: 1.0e-1}\n  momentum: {low: 0.1, high: 0.9}\n")
-    exp = config.load("quickstart", overrides=["methods=[bad_space]"], plugins=[str(bad)])
-    with pytest.raises(config.SweeperError, match="bad_space"):
-        exp.search_space("bad_space")
+    with pytest.raises(config.SweeperError, match=r"bad_space.yaml: params .* must equal"):
+        config.load("quickstart", overrides=["methods=[bad_space]"], plugins=[str(bad)])
 
 
 @pytest.mark.parametrize("source, space, message", [
@@ -94,3 +93,12 @@ def test_installed_packages_register_through_entry_points(tmp_path, monkeypatch)
         assert set(config.search_space("ep_gd").params) == {"lr", "decay"}
     finally:
         methods._entries.pop("ep_gd", None)
+
+
+def test_a_bad_search_space_beside_a_plugin_is_one_line_naming_the_yaml(tmp_path, capsys):
+    (tmp_path / "odd_space.py").write_text(EXAMPLE.read_text())
+    (tmp_path / "odd_space.yaml").write_text("params: {lr: {low: 1.0e-3, high: 1.0e-1}, decay: {low: 2, high: 1}}\n")
+    argv = ["run", "quickstart", "--plugin", str(tmp_path / "odd_space.py"), "methods=[odd_space]", "--dry-run"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "odd_space.yaml: decay: low 2 > high 1" in err, err
