@@ -134,6 +134,9 @@ class Listener:
                 self.rows[trial_id] = []
                 self.tracker.reopen(self.runs[trial_id])
             return
+        self._open(trial_id, hparams)
+
+    def _open(self, trial_id: str, hparams: dict) -> None:
         self.hparams[trial_id], self.rows[trial_id] = hparams, []
         self.runs[trial_id] = self.tracker.start_child(
             self.parent_id, f"{self.method}-{trial_id}", hparams,
@@ -178,17 +181,25 @@ class Listener:
         self.rows[trial_id].append(metrics)
         self.tracker.log_checkpoint(self.runs[trial_id], metrics)
 
-    def trial_restarted(self, trial_id: str, error: str) -> None:
+    def trial_restarted(self, trial_id: str, error: str, hparams: dict) -> None:
         """Tune runs a failed trial again from its start (no checkpoints: a trial is short): forget the
         lost attempt's rows, so the run's table and the report hold one attempt; its MLflow metric
-        history keeps both attempts' points, and the run says how many attempts failed and why."""
+        history keeps both attempts' points, and the run says how many attempts failed and why.
+        A trial whose actor died before it started (its node went away while Tune placed it) gets its
+        run here: Tune reports the failure without ever reporting the start."""
+        if trial_id not in self.runs:
+            self._open(trial_id, hparams)
+            self.started_at[trial_id] = time.perf_counter()
         self.rows[trial_id] = []
         self.retries[trial_id] = self.retries.get(trial_id, 0) + 1
         self.tracker.tag(self.runs[trial_id], {"retries": self.retries[trial_id], "retry_reason": error})
         self.progress(f"[{self.attack}/{self.method}] trial {trial_id} failed ({error}); retrying it "
                       f"(attempt {self.retries[trial_id] + 1})")
 
-    def trial_finished(self, trial_id: str, status: str, error: str | None) -> None:
+    def trial_finished(self, trial_id: str, status: str, error: str | None, hparams: dict) -> None:
+        if trial_id not in self.runs:  # failed before it ever started: it still gets its (FAILED) run
+            self._open(trial_id, hparams)
+            self.started_at[trial_id] = time.perf_counter()
         rows = self.rows.get(trial_id, [])
         diverged = any(r.get("objective") == DIVERGED and not r.get("over_budget") for r in rows)
         tags = {"error": error} if error else {}

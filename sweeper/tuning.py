@@ -53,8 +53,8 @@ REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floatin
 class TrialListener(Protocol):
     def trial_started(self, trial_id: str, hparams: dict) -> None: ...
     def trial_result(self, trial_id: str, metrics: dict) -> None: ...
-    def trial_restarted(self, trial_id: str, error: str) -> None: ...
-    def trial_finished(self, trial_id: str, status: str, error: str | None) -> None: ...
+    def trial_restarted(self, trial_id: str, error: str, hparams: dict) -> None: ...
+    def trial_finished(self, trial_id: str, status: str, error: str | None, hparams: dict) -> None: ...
 
 
 # -- Ray itself ----------------------------------------------------------------------------------------
@@ -396,15 +396,16 @@ class _Forward(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed trial Tune will run again from its start (its node died, its worker crashed)."""
-        self._to(trial).trial_restarted(trial.trial_id, _error_text(trial))
+        self._to(trial).trial_restarted(trial.trial_id, _error_text(trial), dict(trial.config["hparams"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = (trial.last_result or {}).get("budget", 0.0)
         stopped_early = last < self.max_budget - 1e-12
-        self._to(trial).trial_finished(trial.trial_id, "KILLED" if stopped_early else "FINISHED", None)
+        self._to(trial).trial_finished(trial.trial_id, "KILLED" if stopped_early else "FINISHED", None,
+                                       dict(trial.config["hparams"]))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._to(trial).trial_finished(trial.trial_id, "FAILED", _error_text(trial))
+        self._to(trial).trial_finished(trial.trial_id, "FAILED", _error_text(trial), dict(trial.config["hparams"]))
 
 
 def _error_text(trial) -> str:

@@ -253,3 +253,26 @@ def test_address_auto_prefers_ray_address_and_the_record_over_any_running_ray(mo
     assert tuning.resolve_auto().endswith(":6379")
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:7000")
     assert tuning.resolve_auto().endswith(":7000")
+
+
+def test_a_trial_that_fails_before_it_starts_still_gets_exactly_one_run(tmp_path):
+    """A node that dies while Tune places a trial: Tune reports the retry (and possibly the final error)
+    without ever reporting the start. Seen in CI: `retries` was tagged on a run that did not exist."""
+    wd = tmp_path
+    tracker = tracking.Tracker(tracking.default_uri(wd), "early", wd)
+    tracker.reserve(numbered=False)
+    parent = tracker.start_parent("gaussian", "gd", {}, {})
+    lines = []
+    listener = sweep.Listener(tracker, parent, "gaussian", "gd", {}, trials=2, progress=lines.append)
+    listener.trial_restarted("t1", "ActorDiedError: node gone", {"lr": 0.1})
+    listener.trial_started("t1", {"lr": 0.1})  # the retry starts: the same run, not a second one
+    listener.trial_result("t1", {"budget": 0.02, "objective": 0.5, "removal": 0.5})
+    listener.trial_finished("t1", "FINISHED", None, {"lr": 0.1})
+    listener.trial_finished("t2", "FAILED", "ActorDiedError: node gone", {"lr": 0.2})  # never started at all
+    runs = {r.data.tags["trial_id"]: r for r in tracker.client.search_runs([tracker.experiment_id])
+            if r.data.tags.get("level") == "trial"}
+    assert set(runs) == {"t1", "t2"}
+    assert runs["t1"].data.tags["retries"] == "1" and runs["t1"].info.status == "FINISHED"
+    assert runs["t1"].data.params == {"lr": "0.1"} and runs["t2"].data.params == {"lr": "0.2"}
+    assert runs["t2"].info.status == "FAILED" and runs["t2"].data.tags["error"] == "ActorDiedError: node gone"
+    assert listener.finished == 2 and "FAILED (ActorDiedError: node gone)" in lines[-1]
