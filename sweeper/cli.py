@@ -181,9 +181,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
     r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "
                    "numbered if taken)")
-    r.add_argument("--storage", metavar="PATH", help="base models and Ray Tune records go here instead of the work "
-                   "directory: on a multi-node cluster, a folder every node sees at the same path (NFS/EFS mount, "
-                   "file:///...); default $SWEEPER_STORAGE, else the work directory")
+    r.add_argument("--storage", metavar="PATH|URI", help="base models, Ray Tune records and chosen models go here "
+                   "instead of the work directory: on a multi-node cluster, a folder every node sees at the same path "
+                   "(NFS/EFS mount, file:///...) or an object store (s3://bucket/prefix, gs://bucket/prefix); default "
+                   "$SWEEPER_STORAGE, else the file's storage:, else the work directory")
     r.add_argument("--dry-run", action="store_true", help="print what the sweep would run (trials, fresh runs, base "
                    "models to train vs cached, worst-case cost, a wall-time estimate) and exit; writes nothing")
     r.add_argument("--resume", nargs="?", const=True, metavar="NAME", help="continue an interrupted sweep (default: "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from . import procs
+from . import procs, storage
 from . import attacks as _attacks  # noqa: F401  (registers attacks)
 from . import datasets as _datasets  # noqa: F401
 from . import models as _models  # noqa: F401
@@ -122,6 +122,8 @@ def _craft(scenario: Scenario, seed: int, data: DataSet, device: torch.device) -
     if "victim" in inspect.signature(attack.craft).parameters:
         extra["victim"] = Victim(lambda s: prepare(scenario.build_model(data, s), device), scenario.recipe,
                                  data.test.to(device), data.num_classes)
+    if "text" in inspect.signature(attack.craft).parameters:  # text attacks tokenise with the data set's tokenizer
+        extra["text"] = data.text
     start = time.perf_counter()
     poisoning = attack.craft(data.train.to(device), seed=seed, **extra, **scenario.attack_params)
     poisoning.craft_seconds = poisoning.craft_seconds or time.perf_counter() - start
@@ -190,6 +192,10 @@ def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: Da
     broken. A whole entry is loaded once per process and then served from memory (checksums are still
     checked on every call; they are memoised by inode, size and mtime)."""
     data = data or scenario.load_data()
+    if storage.is_remote(root):
+        folder = _remote_entry(scenario, seed, str(root), data, torch.device(device))
+        key = (str(folder), id(data))
+        return remember(_BASES, key, lambda: _load_entry(scenario, seed, data, folder))
     folder = base_folder(scenario, seed, root)
     why = check_entry(folder)
     if why is not None:
@@ -200,6 +206,57 @@ def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: Da
     st = (folder / "manifest.json").stat()
     key = (str(folder.resolve()), st.st_ino, st.st_mtime_ns, id(data))
     return remember(_BASES, key, lambda: _load_entry(scenario, seed, data, folder))
+
+
+def _remote_entry(scenario: Scenario, seed: int, root: str, data: DataSet, device: torch.device) -> Path:
+    """The node-local mirror of (scenario, seed)'s entry in the object store `root`, downloaded (and checked)
+    if this node has not yet got the version the store's manifest names, built and published if the store
+    has none, rebuilt (with a warning) if the store's entry is broken. See sweeper/storage.py."""
+    entry = storage.join(root, scenario.key(seed))
+    mirror = storage.mirror_root(root) / scenario.key(seed)
+    manifest, why = storage.read_manifest(entry)
+    if manifest is not None:
+        folder = mirror / _manifest_id(manifest)
+        if folder.is_dir() and check_entry(folder) is not None:  # this node's copy went bad: fetch it again
+            _discard(folder)
+        why = storage.fetch(entry, manifest, folder, FILES)
+        if why is None:
+            return folder
+    if why != NOT_BUILT:
+        warnings.warn(f"base models {storage.display(entry)} are broken ({why}); rebuilding them", stacklevel=3)
+        storage.discard(entry)
+    mirror.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(mirror), dir=mirror))
+    try:
+        _train_base(scenario, seed, data, tmp, device)
+        storage.publish(tmp, entry, FILES)
+        folder = mirror / _manifest_id(json.loads((tmp / "manifest.json").read_text()))
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if check_entry(folder) is not None:
+                raise
+        return folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _manifest_id(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def entry_status(scenario: Scenario, seed: int, root) -> str | None:
+    """check_entry's verdict for a local root, storage.entry_status's (sizes, no download) for an object store."""
+    if storage.is_remote(root):
+        return storage.entry_status(storage.join(str(root), scenario.key(seed)), FILES)
+    return check_entry(base_folder(scenario, seed, root))
+
+
+def entry_manifest(scenario: Scenario, seed: int, root) -> dict:
+    """The manifest of a whole entry (check entry_status first)."""
+    if storage.is_remote(root):
+        return storage.read_manifest(storage.join(str(root), scenario.key(seed)))[0]
+    return json.loads((base_folder(scenario, seed, root) / "manifest.json").read_text())
 
 
 def _load_entry(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> BaseModels:
@@ -221,8 +278,8 @@ def remember(cache: OrderedDict, key, make):
 
 
 def is_cached(scenario: Scenario, seed: int, root: str | os.PathLike) -> bool:
-    """True if the entry exists and every file matches its checksum."""
-    return check_entry(base_folder(scenario, seed, root)) is None
+    """True if the entry exists and every file matches its checksum (its size, in an object store)."""
+    return entry_status(scenario, seed, root) is None
 
 
 # -- integrity ----------------------------------------------------------------------------------------
@@ -325,6 +382,8 @@ def remove_stale_temps(root: str | os.PathLike, max_age_s: float = STALE_TEMP_AG
     of a dead process on this host, and ownerless ones (older code's `.<hash>-XXXX`) untouched for
     `max_age_s`. A live process's folder is kept, and so is another host's (its processes are not ours
     to see)."""
+    if storage.is_remote(root):
+        return []  # nothing is staged in an object store: a killed builder leaves only unreferenced blobs
     root = Path(root)
     if not root.is_dir():
         return []

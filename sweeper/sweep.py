@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -18,6 +19,7 @@ from typing import Callable
 import pandas as pd
 
 from . import config, report
+from . import storage as store
 from .config import Experiment
 from .errors import SweeperError
 from .metrics import DIVERGED
@@ -48,21 +50,30 @@ def prepare_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
-OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "az://")
 
 
-def prepare_storage(storage: str | os.PathLike | None, wd: Path) -> Path:
-    """Where base models (`base/`) and Ray Tune's records (`ray/`) live: the work directory by default, or
-    a folder every node sees at the same path (an NFS/EFS mount, `file:///shared/...`) for a multi-node
-    cluster, whose trials must never read the driver's disk. Checked writable before anything starts."""
+def _storage_choice(storage, exp: Experiment):
+    """--storage, else $SWEEPER_STORAGE, else the experiment's `storage:` (None: the work directory)."""
+    if storage is not None:
+        return storage
+    return os.environ.get("SWEEPER_STORAGE") or exp.storage
+
+
+def prepare_storage(storage: str | os.PathLike | None, wd: Path, probe: bool = True) -> Path | str:
+    """Where base models (`base/`), Ray Tune's records (`ray/`) and chosen models (`models/`) live: the work
+    directory by default, a folder every node sees at the same path (an NFS/EFS mount, `file:///shared/...`),
+    or an object store (`s3://bucket/prefix`, `gs://...`; see sweeper/storage.py) for a multi-node cluster,
+    whose trials must never read the driver's disk. Checked writable before anything starts."""
     if storage is None or str(storage) == "":
         return wd
     text = str(storage)
-    if text.startswith(OBJECT_STORES):
-        raise SweeperError(f"--storage {text}: object stores are not supported yet (the base-model cache needs "
-                           "atomic renames); mount the bucket (s3fs, EFS, gcsfuse) and pass its path")
+    if store.is_remote(text):
+        if probe:  # not for --dry-run, which writes nothing (it reads the store's manifests all the same)
+            store.probe(text)
+        return text
     if "://" in text and not text.startswith("file://"):
-        raise SweeperError(f"--storage {text}: unknown scheme; use a path or file:///path (a folder every node sees)")
+        raise SweeperError(f"--storage {text}: unknown scheme; use a path, file:///path (a folder every node "
+                           "sees), s3://bucket/prefix or gs://bucket/prefix")
     path = Path(text.removeprefix("file://")).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
@@ -262,7 +273,7 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
     if max_failures is not None:
         exp = replace(exp, max_failures=config.max_failures("--max-failures", max_failures))
     existed = Path(workdir).expanduser().exists()
-    root = prepare_storage(storage if storage is not None else os.environ.get("SWEEPER_STORAGE"),
+    root = prepare_storage(_storage_choice(storage, exp),
                            Path(workdir).expanduser().resolve())
     wd = prepare_workdir(workdir)
     from . import tracking  # the MLflow edge: imported only when a sweep really runs
@@ -339,10 +350,10 @@ class Plan:
 def plan(exp: Experiment, workdir: str | os.PathLike = "sweeper-work", storage: str | os.PathLike | None = None,
          slots: int | None = None) -> Plan:
     """The sweep `exp` would run in `workdir`: counts, cached base models, worst-case cost. Writes nothing."""
-    from .scenario import base_folder, check_entry
+    from .scenario import entry_manifest, entry_status
 
     wd = Path(workdir).expanduser().resolve()
-    root = prepare_storage(storage if storage is not None else os.environ.get("SWEEPER_STORAGE"), wd)
+    root = prepare_storage(_storage_choice(storage, exp), wd, probe=False)
     seeds = list(exp.seeds) + list(exp.fresh_seeds)
     cached = todo = 0
     retrain: dict[str, int] = {}
@@ -350,10 +361,9 @@ def plan(exp: Experiment, workdir: str | os.PathLike = "sweeper-work", storage: 
     exact = True
     for sc in exp.scenarios:
         for seed in seeds:
-            folder = base_folder(sc, seed, root / "base")
-            if check_entry(folder) is None:
+            if entry_status(sc, seed, store.join(root, "base")) is None:
                 cached += 1
-                m = json.loads((folder / "manifest.json").read_text())
+                m = entry_manifest(sc, seed, store.join(root, "base"))
                 retrain.setdefault(sc.attack, int(m["retrain_units"]))
                 rates.append(m["train_seconds"]["retrain"] / int(m["retrain_units"]))
             else:
@@ -399,7 +409,7 @@ def _resumable(uri: str, wd: Path, exp: Experiment, resume: str | bool) -> str:
     return name
 
 
-def _run(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str,
+def _run(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker, tuning, progress: Progress, where: str,
          resumed: bool = False) -> SweepResult:
     """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
     FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
@@ -433,12 +443,12 @@ def _abort(tracker, attack_runs: list["_AttackRun"], error: BaseException, progr
              f"`sweeper report --sweep {tracker.sweep}` writes its partial report")
 
 
-def _stages(exp: Experiment, wd: Path, root: Path, uri: str, tracker, tuning, progress: Progress, where: str,
+def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker, tuning, progress: Progress, where: str,
             attack_runs: list["_AttackRun"], resumed: bool = False) -> SweepResult:
     sweep = tracker.sweep
-    base_dir = str(root / "base")
+    base_dir = str(store.join(root, "base"))
     if root != wd:
-        where += f"; storage {root}"
+        where += f"; storage {store.display(root)}"
     t0 = time.perf_counter()
     progress(f"sweep {sweep}: attacks {', '.join(sc.attack for sc in exp.scenarios)}; {len(exp.methods)} methods "
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
@@ -553,7 +563,7 @@ class _AttackRun:
     exp: Experiment
     attack: str
     base: dict                     # the trial config common to every method
-    root: Path                     # the storage root: base/ and ray/ (the work directory unless --storage)
+    root: Path | str               # the storage root: base/, ray/, models/ (the work directory unless --storage)
     tracker: object
     tuning: object
     tags: dict
@@ -575,7 +585,7 @@ def _tune(run: _AttackRun) -> None:
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
                      for m in exp.methods}
     bases = {m: {**run.base, "method": m} for m in exp.methods}
-    storage = run.root / "ray" / run.tracker.sweep
+    storage = store.join(run.root, "ray", run.tracker.sweep)
     restored = _restore_tuned(run)
     total = exp.trials * len(exp.methods)
     if restored == total:
@@ -617,8 +627,8 @@ def _restore_tuned(run: _AttackRun) -> int:
     return done
 
 
-def _models_dir(run: _AttackRun, method: str, source: str) -> Path:
-    return run.root / "models" / run.tracker.sweep / run.attack / method / source
+def _models_dir(run: _AttackRun, method: str, source: str) -> Path | str:
+    return store.join(run.root, "models", run.tracker.sweep, run.attack, method, source)
 
 
 def _reuse(run: _AttackRun, method: str, name: str) -> bool:
@@ -694,12 +704,23 @@ def _fresh(run: _AttackRun) -> None:
         extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
         _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra)
         if "save_models" in cfg and not isinstance(result, str):
-            for path in sorted(Path(cfg["save_models"]).glob("budget-*.safetensors")):
-                run.tracker.log_file(run.parents[method], path, "models")
+            _log_models(run, method, cfg["save_models"])
         if isinstance(result, str):
             run.progress(f"[{run.attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
     run.progress(f"[{run.attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + "
                  f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
+
+
+def _log_models(run: _AttackRun, method: str, folder: str) -> None:
+    """The chosen models a fresh run saved (on whichever node ran it) as artifacts of the method's parent."""
+    if not store.is_remote(folder):
+        for path in sorted(Path(folder).glob("budget-*.safetensors")):
+            run.tracker.log_file(run.parents[method], path, "models")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(store.download_dir(folder, Path(tmp))):
+            if path.name.startswith("budget-") and path.suffix == ".safetensors":
+                run.tracker.log_file(run.parents[method], path, "models")
 
 
 PARTIAL = {"running": "still running, or its driver died on another host", "interrupted": "interrupted",

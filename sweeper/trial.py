@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from . import methods as _methods
-from . import plugins
+from . import plugins, storage
 from .attacks import Poisoning
 from .budget import Budget
 from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
@@ -136,7 +136,7 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     def checkpoint(fraction: float, units: int) -> None:
         emit(row(model, fraction, units, budget.seconds))
         if cfg.save_models:
-            save_model(model, Path(cfg.save_models) / model_file(fraction))
+            save_model(model, cfg.save_models, model_file(fraction))
 
     budget = Budget(retrain_units, cfg.budgets, checkpoint, device)
     with autocast(cfg.scenario.recipe, device):  # the recipe's precision; evaluation switches back to fp32
@@ -149,13 +149,19 @@ def model_file(fraction: float) -> str:
     return f"budget-{fraction:g}.safetensors"
 
 
-def save_model(model: torch.nn.Module, path: Path) -> None:
-    """The state dict as safetensors (plain tensors: loading it runs no code), written atomically."""
-    from safetensors.torch import save_file
+def save_model(model: torch.nn.Module, folder: str, name: str) -> None:
+    """The state dict as `folder`/`name` in safetensors (plain tensors: loading it runs no code), written
+    atomically; `folder` may be in an object store (one PUT), so a trial on any node can save it."""
+    from safetensors.torch import save
 
+    payload = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
+    if storage.is_remote(folder):
+        storage.write_bytes(storage.join(folder, name), payload)
+        return
+    path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.write_bytes(payload)
     os.replace(tmp, path)
 
 

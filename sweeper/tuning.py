@@ -41,10 +41,11 @@ from ray.tune.search import Searcher  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from . import plugins, spaces  # noqa: E402
+from . import storage as store  # noqa: E402
 from .config import GPUS_PER_TRIAL, Experiment  # noqa: E402
 from .errors import SweeperError  # noqa: E402
 from .metrics import DIVERGED  # noqa: E402
-from .scenario import BuildSummary, Scenario, base_folder, base_models, check_entry, remove_stale_temps  # noqa: E402
+from .scenario import BuildSummary, Scenario, base_models, entry_status, remove_stale_temps  # noqa: E402
 from .trial import pick_device, run_trial  # noqa: E402
 
 REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floating point, unlike 3^k
@@ -252,8 +253,7 @@ def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, devi
     failing its manifest checksum; the task moves it aside first), after removing the temporary folders
     of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
     summary = BuildSummary(removed=remove_stale_temps(base_dir))
-    todo = [(sc, s) for sc in scenarios for s in seeds
-            if summary.record(sc, s, check_entry(base_folder(sc, s, base_dir)))]
+    todo = [(sc, s) for sc in scenarios for s in seeds if summary.record(sc, s, entry_status(sc, s, base_dir))]
     options = {**slots().build_task, "max_retries": max_failures}  # a build lost with its node is redone
     ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or []) for sc, s in todo])
     return summary
@@ -436,8 +436,20 @@ def _trainable_with(bases: dict[str, dict], exp: Experiment):
     return tune.with_resources(tune.with_parameters(_trainable, bases=bases), slots(exp.gpus_per_trial).resources)
 
 
-def can_resume(storage: Path, attack: str) -> bool:
-    return tune.Tuner.can_restore(str(Path(storage) / attack))
+def _tune_storage(storage, attack: str | None = None) -> tuple[str, object]:
+    """(path, pyarrow file system or None) of Tune's records under `storage`, a local folder or an
+    object store's URI (Tune takes the file system separately: a URI's query, such as an S3
+    endpoint, would not survive Tune appending the experiment's name to it)."""
+    where = store.join(storage, attack) if attack else storage
+    if store.is_remote(storage):
+        fs, path = store.filesystem(where)
+        return path, fs
+    return str(where), None
+
+
+def can_resume(storage, attack: str) -> bool:
+    path, fs = _tune_storage(storage, attack)
+    return tune.Tuner.can_restore(path, storage_filesystem=fs)
 
 
 def resume_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
@@ -447,11 +459,11 @@ def resume_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage:
     searcher (every method's Optuna study) and schedulers continue from their last saved state. Returns
     the ids of every trial the restored experiment holds: a trial logged after Tune last saved its state
     is not among them (Tune runs a new trial in its place)."""
-    path = str(Path(storage) / attack)
+    path, fs = _tune_storage(storage, attack)
     _LISTENERS[path] = listeners
     try:
         tuner = tune.Tuner.restore(path, trainable=_trainable_with(bases, exp), resume_unfinished=True,
-                                   resume_errored=True, restart_errored=False)
+                                   resume_errored=True, restart_errored=False, storage_filesystem=fs)
         grid = tuner.fit()
     finally:
         _LISTENERS.pop(path, None)
@@ -469,7 +481,8 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
                 listeners: dict[str, TrialListener], sweep_seed: int = 0) -> None:
     """Every method of `exp` against one attack: `exp.trials` trials each, ASHA stopping weak trials
     at checkpoints (time_attr = nominal budget), every trial reporting its whole curve."""
-    path = str(Path(storage) / attack)
+    path, _ = _tune_storage(storage, attack)
+    storage_path, fs = _tune_storage(storage)
     searcher = RoutingSearcher({m: _study(exp, attack, m, sweep_seed) for m in exp.methods}, exp.trials)
     scheduler = RoutingScheduler(lambda: ASHAScheduler(
         time_attr="budget", metric="objective", mode="max", grace_period=exp.budgets[0],
@@ -480,7 +493,7 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=exp.trials * len(exp.methods),
                                     max_concurrent_trials=s.concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=attack, storage_path=str(storage),
+        run_config=tune.RunConfig(name=attack, storage_path=storage_path, storage_filesystem=fs,
                                   callbacks=[_Forward(path, exp.budgets[-1])], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=exp.max_failures)),
     )

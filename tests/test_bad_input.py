@@ -58,7 +58,9 @@ CASES = [
     case("attack-seed-is-the-sweeps", edited(attack={"seed": 3}), "attack: unknown parameter 'seed'"),
     # --- run options
     case("storage-unknown-scheme", BASE, "--storage ftp://host/x: unknown scheme", ["--storage", "ftp://host/x"]),
-    case("storage-object-store", BASE, "object stores are not supported yet", ["--storage", "s3://bucket/x"]),
+    case("storage-unreachable-bucket", BASE, "--storage s3://bucket/x: cannot write there",
+         ["--storage", "s3://bucket/x?endpoint_override=http://127.0.0.1:9"]),  # port 9: nothing listens
+    case("storage-not-a-string", edited(storage=5), "storage must be a path or a URI"),
     case("storage-a-file", BASE, "is a file, not a folder", ["--storage", "/etc/hostname"]),
     case("resume-nothing", BASE, "no unfinished sweep of experiment 'bad'", ["--resume"]),
     case("resume-unknown-name", BASE, "--resume nope: no sweep of that name", ["--resume", "nope"]),
