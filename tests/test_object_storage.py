@@ -12,12 +12,11 @@ import pytest
 import torch
 import yaml
 from helpers import SWEEPER
+from moto import server as moto_server
 
 from sweeper import scenario, storage
 from sweeper.errors import SweeperError
 from sweeper.scenario import FILES, NOT_BUILT, base_models, entry_status
-
-moto_server = pytest.importorskip("moto.server")
 
 
 @pytest.fixture(scope="module")
