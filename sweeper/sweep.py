@@ -584,7 +584,7 @@ def _tune(run: _AttackRun) -> None:
     tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress)
                      for m in exp.methods}
-    bases = {m: {**run.base, "method": m} for m in exp.methods}
+    bases = {m: {**run.base, "method": m, "membership": False} for m in exp.methods}  # MIA: fresh runs measure it
     storage = store.join(run.root, "ray", run.tracker.sweep)
     restored = _restore_tuned(run)
     total = exp.trials * len(exp.methods)

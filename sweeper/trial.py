@@ -36,6 +36,8 @@ class TrialConfig:
     budgets: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.06, 0.08, 0.10])
     device: str = "auto"
     save_models: str | None = None     # a folder: the model at each checkpoint, as budget-B.safetensors
+    membership: bool = True            # membership inference at each checkpoint (the report reads it from
+    #                                    fresh runs only; tuning trials skip it: it was 2/3 of their evaluation)
     plugins: list[dict] = field(default_factory=list)  # plugin files (plugins.spec) this trial's names may need
 
     @classmethod
@@ -79,11 +81,12 @@ class SeedEvaluator:
         one = make(1)
         return one if len(one) >= MIA_MIN_NONMEMBERS else make(math.ceil(MIA_MIN_NONMEMBERS / max(1, len(one))))
 
-    def __call__(self, model: torch.nn.Module) -> Metrics:
+    def __call__(self, model: torch.nn.Module, membership: bool = True) -> Metrics:
         with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
             m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
             m.update(self.attack.effect(model, self.poisoning.context))
-            m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
+            if membership:
+                m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
         m["retrain/acc_val"] = self.acc_val_retrain  # the reference the objective's constraint uses
         m["attack/ineffective"] = float(not self.m_poisoned - self.m_retrain > 0)
@@ -120,7 +123,7 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
 
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
         return {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
-                "cost/seconds": seconds, **evaluate(model)}
+                "cost/seconds": seconds, **evaluate(model, cfg.membership)}
 
     if _methods.kind(method) == "reference":
         which = "poisoned" if cfg.method == "none" else "retrain"

@@ -104,3 +104,14 @@ def test_pooled_budget_is_the_exact_checkpoint():
 
     row = {"budget": 0.1, "removal": 0.5, "acc/val": 0.98, "retrain/acc_val": 0.99, "objective": 0.5}
     assert pool([row, row, row])["budget"] == 0.1
+
+
+def test_a_tuning_trial_skips_membership_inference_and_nothing_else(tiny_scenario, base_dir):
+    """Tuning trials run without MIA (the report reads it from fresh runs): the other metrics are those of
+    the same trial with it, bit for bit, so skipping it changes no tuning decision."""
+    full = run_trial(config(tiny_scenario, base_dir, "gd", budgets=[0.02, 0.04]))
+    lean = run_trial(config(tiny_scenario, base_dir, "gd", budgets=[0.02, 0.04], membership=False))
+    for a, b in zip(full, lean):
+        assert not any(k.startswith("mia/") for k in b) and any(k.startswith("mia/") for k in a)
+        same = {k: v for k, v in a.items() if not k.startswith("mia/") and k not in TIMERS}
+        assert same == {k: v for k, v in b.items() if k not in TIMERS}
