@@ -4,6 +4,7 @@ part of the sweep on the driver's disk but MLflow's store. The S3 server is moto
 speaking the S3 protocol on 127.0.0.1, reached through pyarrow's S3 client as AWS would be)."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,3 +153,24 @@ def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(s3, tmp_path):
                            "'gd', 0.04, workdir=sys.argv[1]); print(type(m).__name__)", str(tmp_path / "wd")],
                           capture_output=True, text=True, timeout=120)
     assert load.returncode == 0 and load.stdout.strip() == "BlockModel", load.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_from_tunes_records_in_the_bucket(s3, tmp_path):
+    """SIGKILL mid-tuning with --storage s3://..., then --resume: Tune's records are restored from the
+    bucket (through the same pyarrow file system), and the sweep finishes with each trial logged once."""
+    from test_interruptions import Sweep, sweep_status
+    from test_resume import EXP, trials
+
+    root, wd = s3(), tmp_path / "wd"
+    env = {"SWEEPER_MIRROR": str(tmp_path / "mirror")}
+    killed = Sweep(wd, "--storage", root, experiment=EXP, env=env)
+    killed.wait_for("[gaussian/ga] 1/4")
+    killed.proc.send_signal(signal.SIGKILL)
+    killed.finish()
+    resumed = Sweep(wd, "--storage", root, "--resume", experiment=EXP, env=env)
+    assert resumed.finish() == 0, "\n".join(resumed.lines[-30:])
+    assert any("resuming Ray Tune's records" in ln for ln in resumed.lines), "\n".join(resumed.lines)
+    assert sweep_status(wd, "res") == "finished"
+    tuned = trials(wd, "res").query("level == 'trial' and phase == 'tune' and method not in ['none', 'retrain']")
+    assert tuned.trial_id.is_unique and len(tuned) == 12 and not (tuned.status == "RUNNING").any()
