@@ -98,6 +98,15 @@ def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path)
         {(m, b) for m in ("gd", "ga") for b in (0.02, 0.04, 0.06)}  # every configured row, none silently missing
     assert "PARTIAL: interrupted" in (wd / "report" / "tiny" / "report.html").read_text()
     assert summary[summary.method.isin(["gd", "ga"])].removal.isna().all()  # no fresh seeds ran: no numbers
+    # Ctrl-C leaves it resumable: --resume finishes it, each of the 16 planned trials logged once
+    resumed = Sweep(wd, "--resume", experiment={**TINY, "trials": 8, "budgets": [0.02, 0.04, 0.06]})
+    assert resumed.finish() == 0, "\n".join(resumed.lines[-30:])
+    assert sweep_status(wd, "tiny") == "finished"
+    client = MlflowClient(tracking.default_uri(wd))
+    done = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000,
+                              filter_string="tags.level = 'trial' and tags.phase = 'tune'")
+    ids = [r.data.tags["trial_id"] for r in done if r.data.tags["method"] in ("gd", "ga")]
+    assert len(ids) == len(set(ids)) == 16 and all(r.info.status != "RUNNING" for r in done)
 
 
 def test_a_killed_sweep_is_closed_by_the_next_run(tmp_path):
