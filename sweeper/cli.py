@@ -32,7 +32,9 @@ def cmd_methods(args) -> int:
     for name in methods.names():
         module = methods.get(name)
         kind = _methods.kind(module)
-        print(f"{name}  ({kind})  {module.PAPER}")
+        only = _methods.modalities(module)
+        picked = "" if set(only) >= {"image", "text"} else f"; `all` picks it for {'/'.join(only)} data only"
+        print(f"{name}  ({kind}{picked})  {module.PAPER}")
         if kind == "reference":
             print(f"    cost: {module.COST:g} x retraining")
             continue
@@ -138,6 +140,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_make_toy_imdb(args) -> int:
+    from .datasets._toy_text import write_toy_imdb
+
+    root = write_toy_imdb(args.dir, train_per_class=args.train_per_class, test_per_class=args.test_per_class,
+                          seed=args.seed)
+    print(f"wrote {root} ({2 * args.train_per_class} train + {2 * args.test_per_class} test reviews); "
+          f"run: sweeper run gpt2_imdb_tiny --data-root {Path(args.dir).expanduser()}")
+    return 0
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -207,6 +219,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     c.add_argument("--out", help="also write the table to this CSV file")
     c.set_defaults(fn=cmd_compare)
+    t = sub.add_parser("make-toy-imdb", help="write a small synthetic movie-review corpus in the aclImdb layout "
+                       "(DIR/aclImdb/{train,test}/{pos,neg}/*.txt), for the imdb data set without a download")
+    t.add_argument("dir", help="folder to write aclImdb/ into (must not hold one already)")
+    t.add_argument("--train-per-class", type=int, default=300, help="training reviews per class (default 300)")
+    t.add_argument("--test-per-class", type=int, default=100, help="test reviews per class (default 100)")
+    t.add_argument("--seed", type=int, default=0, help="the corpus is a function of this seed (default 0)")
+    t.set_defaults(fn=cmd_make_toy_imdb)
     return p
 
 

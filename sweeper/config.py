@@ -101,12 +101,14 @@ def search_space(method: str, overrides: dict | None = None, where: str = "exper
     return spaces.load(method, module, hp)
 
 
-def searchable_methods() -> list[str]:
-    """What `methods: all` means: built-in and installed (entry-point) methods. A method from a plugin file
-    is swept only where it is named, so a file loaded earlier in a process never joins another sweep."""
+def searchable_methods(modality: str | None = None) -> list[str]:
+    """What `methods: all` means: built-in and installed (entry-point) methods, those made for `modality`
+    ("image" or "text": a method's MODALITIES, a data set's MODALITY) when given. A method from a plugin
+    file is swept only where it is named, so a file loaded earlier in a process never joins another sweep."""
     from . import plugins
 
-    return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference" and not plugins.from_file(n)]
+    return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference" and not plugins.from_file(n)
+            and (modality is None or modality in _methods.modalities(methods.get(n)))]
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -223,9 +225,9 @@ def _recipe(where: str, value) -> Recipe:
     return Recipe(**value)
 
 
-def _methods_list(where: str, value) -> tuple[str, ...]:
+def _methods_list(where: str, value, modality: str) -> tuple[str, ...]:
     if value == "all":
-        return tuple(searchable_methods())
+        return tuple(searchable_methods(modality))
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
         raise SweeperError(f"{where}: methods must be 'all' or a non-empty list of names")
     for m in value:
@@ -410,7 +412,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
         raise SweeperError(f"{where}: spaces must be a mapping of method -> search space")
     device = _device(where, doc.get("device", "auto"))
     seeds = _seeds(where, doc["seeds"])
-    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"]), _budgets(where, doc["budgets"]),
+    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"], getattr(datasets.get(dataset), "MODALITY", "image")), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
                      max_failures(where, doc.get("max_failures", MAX_FAILURES)),
@@ -420,6 +422,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
         methods.get(method)
     for method in dict.fromkeys([*spaces_doc, *exp.methods]):  # every space now, not mid-sweep (a plugin's too)
         search_space(method, spaces_doc, where)
+    _check_data(f"{where}: model", models.get(model), model_params)  # a model's `check`, if any (saved weights)
     _check_data(f"{where}: dataset", datasets.get(dataset), dataset_params)  # last: it reads files
     return exp
 

@@ -30,7 +30,7 @@ def edited(path, value):
 
 def test_bundled_quickstart_loads_with_every_searchable_method():
     exp = config.load()
-    assert exp.name == "quickstart" and set(exp.methods) == set(config.searchable_methods())
+    assert exp.name == "quickstart" and set(exp.methods) == set(config.searchable_methods("image"))
     assert exp.budgets == (0.02, 0.04, 0.06, 0.08, 0.10)
 
 

@@ -19,6 +19,11 @@ def kind(method: ModuleType) -> str:
     return getattr(method, "KIND", "anytime")
 
 
+def modalities(method: ModuleType) -> tuple[str, ...]:
+    """The data a method is made for, which `methods: all` follows (any method runs where it is named)."""
+    return tuple(getattr(method, "MODALITIES", ("image", "text")))
+
+
 def hyperparameters(method: ModuleType) -> dict[str, object]:
     """The method's keyword-only hyperparameters and their defaults (the first point a sweep tries)."""
     sig = inspect.signature(method.unlearn)
