@@ -118,7 +118,7 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-SWEEP_SUPPLIED = {"victim"}  # keywords the sweep passes itself (attacks.Victim): never set from a file
+SWEEP_SUPPLIED = {"victim", "text"}  # keywords the sweep passes itself (attacks.Victim, DataSet.text): never from a file
 
 
 def _check_params(where: str, fn, params: dict) -> dict:

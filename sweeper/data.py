@@ -33,6 +33,9 @@ class DataSet:
     num_classes: int
     mean: tuple[float, ...]  # per-channel normalisation applied inside the model
     std: tuple[float, ...]
+    # Text data sets only (x = int64 token ids, (n, max_len), right-padded): pad_id, vocab_size, max_len and
+    # encode (str -> list of token ids, the data set's own tokenizer), for models and trigger-phrase attacks.
+    text: dict | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -102,7 +102,7 @@ def train_from_scratch(model: nn.Module, split: Split, recipe: Recipe, seed: int
             x = split.x[idx]
             if recipe.augment:
                 x = augment(x, crops)
-            if device.type == "cuda":
+            if device.type == "cuda" and x.dim() == 4:  # images only: token ids (n, L) have no channels
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(recipe, device):
                 loss = F.cross_entropy(forward(x), split.y[idx])

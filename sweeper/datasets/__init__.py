@@ -2,4 +2,4 @@
 
 A loader that reads files may have its module define `check(**params)` (called with every keyword
 parameter of the loader): a cheap look at the files, run when an experiment file is read."""
-from . import cifar10, cifar100, digits, digits_up  # noqa: F401  (registers)
+from . import cifar10, cifar100, digits, digits_up, imdb  # noqa: F401  (registers)
