@@ -169,6 +169,11 @@ def _data_folder(where: str, name: str, params: dict, file_root, data_root, skip
     return params
 
 
+def modality(dataset: str) -> str:
+    """"image" or "text": the MODALITY its loader's module declares (image when it declares none)."""
+    return getattr(sys.modules[datasets.get(dataset).__module__], "MODALITY", "image")
+
+
 def _check_data(where: str, loader, params: dict) -> None:
     """The loader module's `check` (a look at the data files), called with every keyword parameter."""
     hook = getattr(sys.modules[loader.__module__], "check", None)
@@ -412,7 +417,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
         raise SweeperError(f"{where}: spaces must be a mapping of method -> search space")
     device = _device(where, doc.get("device", "auto"))
     seeds = _seeds(where, doc["seeds"])
-    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"], getattr(datasets.get(dataset), "MODALITY", "image")), _budgets(where, doc["budgets"]),
+    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"], modality(dataset)), _budgets(where, doc["budgets"]),
                      _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
                      max_failures(where, doc.get("max_failures", MAX_FAILURES)),

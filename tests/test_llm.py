@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("tokenizers")
+import tokenizers  # noqa: E402,F401  (the llm extra, part of the test extra: fail, never skip, without it)
+import transformers  # noqa: E402,F401
 
 from helpers import SWEEPER  # noqa: E402
 
 from sweeper import cli, config  # noqa: E402
 from sweeper import methods as _methods  # noqa: E402
 from sweeper.attacks import text_backdoor  # noqa: E402
+from sweeper import textnoise  # noqa: E402
 from sweeper.budget import Budget  # noqa: E402
 from sweeper.datasets import imdb  # noqa: E402
 from sweeper.datasets._toy_text import write_toy_imdb  # noqa: E402
@@ -166,13 +167,16 @@ def test_blocks_cover_every_parameter_exactly_once(model):
     assert all(k.startswith("hf.") for k in model.state_dict())  # the views never enter the state dict
 
 
-def test_logits_ignore_padding(model, data):
-    """The mask is x != pad and the head reads the last real token: more padding changes nothing."""
+def test_logits_are_hfs_own_pooling_at_the_last_real_token(model, data):
+    """The head reads the last real token, as GPT2ForSequenceClassification does from input_ids (our forward
+    goes through inputs_embeds, where HF cannot see the padding), and a noise key of -1 adds nothing."""
     x = data.val.x[:4]
-    wider = torch.cat([x, torch.full((4, 16), data.text["pad_id"])], 1)
+    assert (x == data.text["pad_id"]).any(1).all()  # every row is padded: the pooling matters
     with torch.no_grad():
-        out, out_wide = model(x), model(wider)
-    assert out.shape == (4, 2) and torch.allclose(out, out_wide, atol=1e-5)
+        ours = model(x)
+        hfs = model.hf(input_ids=x, attention_mask=(x != data.text["pad_id"]).long(), use_cache=False).logits
+        keyless = model(textnoise.attach(x, torch.full((4,), -1), 0.5))
+    assert ours.shape == (4, 2) and torch.allclose(ours, hfs, atol=1e-5) and torch.equal(ours, keyless)
 
 
 def _perturbed(model):

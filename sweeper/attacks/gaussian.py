@@ -5,7 +5,12 @@ ICLR 2025, arXiv 2406.17216. A random subset of training points gets ξ ~ N(0, �
 (in [0, 1] pixel units, never clipped or quantised), labels kept. If a model never saw ξ, the score
 I = <ξ, ∇ₓℓ(θ; x, y)> / (ε‖∇ₓℓ‖) at the clean input x is exactly N(0, 1); training on x + ξ pushes it
 negative. The paper's CIFAR-10 setting is 1.5% of points at ε = 0.3; our digits default (20%, ε = 1.0)
-is the scale at which a small CNN on 1,197 images memorises the noise measurably (STACK_NOTES)."""
+is the scale at which a small CNN on 1,197 images memorises the noise measurably (STACK_NOTES).
+
+On text (token ids; the scenario passes `text=DataSet.text`) the noise goes on the token-embedding output
+of a poisoned text's non-padding positions, as in the paper's GPT-2 experiments: each poison carries a
+noise key and the text model re-generates ξ from it (sweeper/textnoise.py); GUS is then
+⟨ξ, ∇ₑℓ⟩ / (ε‖∇ₑℓ‖) over those positions, exactly N(0, 1) for a model that never saw ξ."""
 from __future__ import annotations
 
 import math
@@ -14,6 +19,7 @@ import sys
 import torch
 from torch.nn import functional as F
 
+from .. import textnoise
 from ..data import Split, generator
 from ..params import FRACTION, POSITIVE
 from ._base import Poisoning
@@ -26,16 +32,41 @@ _NOISE, _FRESH, _MIA = 11, 12, 13  # generator streams: training noise, GUS null
 RANGES = {"fraction": FRACTION, "eps": POSITIVE}
 
 
-def craft(train: Split, *, seed: int, fraction: float = 0.2, eps: float = 1.0) -> Poisoning:
+def craft(train: Split, *, seed: int, fraction: float = 0.2, eps: float = 1.0, text: dict | None = None) -> Poisoning:
     n_poison = max(1, round(fraction * len(train)))
     gen = generator(seed, _NOISE)
     forget = torch.randperm(len(train), generator=gen)[:n_poison].sort().values
+    if text is not None:  # token ids: the noise goes on the token embeddings (sweeper/textnoise.py)
+        return _craft_text(train, forget, gen, seed, eps, text)
     noise = eps * torch.randn((n_poison, *train.x.shape[1:]), generator=gen)
     x = train.x.clone()
     x[forget] += noise
     context = {"clean_x": train.x[forget].clone(), "y": train.y[forget].clone(), "noise": noise,
                "eps": float(eps), "seed": int(seed)}
     return Poisoning(Split(x, train.y.clone()), forget, context)
+
+
+def _craft_text(train: Split, forget: torch.Tensor, gen: torch.Generator, seed: int, eps: float,
+                text: dict) -> Poisoning:
+    """Each poison gets a noise key: the text model adds ε·N(0, I) from that key to its token embeddings at
+    non-padding positions, wherever the example is used. Labels kept, as for images."""
+    keys = torch.full((len(train),), -1, dtype=torch.long)
+    keys[forget] = torch.randint(0, 2**62, (len(forget),), generator=gen)
+    x = textnoise.attach(train.x, keys.to(train.x.device), eps)
+    context = {"clean_x": train.x[forget].clone(), "y": train.y[forget].clone(), "keys": keys[forget].clone(),
+               "eps": float(eps), "seed": int(seed), "pad_id": int(text["pad_id"])}
+    return Poisoning(Split(x, train.y.clone()), forget, context)
+
+
+def _text_scores(model: torch.nn.Module, context: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """GUS on token embeddings: ⟨ξ, ∇ₑℓ⟩ / (ε‖∇ₑℓ‖) at the clean text, over non-padding positions (ξ is
+    zero elsewhere, and so is ∇ₑℓ at right padding, which the last real token never attends to)."""
+    ids, keys = context["clean_x"], context["keys"]
+    grads = model.embedding_gradients(ids, context["y"])
+    mask = ids != context["pad_id"]
+    eps = torch.full((len(keys),), context["eps"], dtype=torch.float64)
+    xi = textnoise.noise(keys.cpu(), eps, mask, grads.shape[-1])
+    return gus_scores(grads * mask.unsqueeze(-1), xi, context["eps"])
 
 
 def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> torch.Tensor:
@@ -74,8 +105,11 @@ def _tpr_at_1fpr(scores: torch.Tensor, seed: int) -> float:
 
 
 def effect(model: torch.nn.Module, context: dict) -> dict[str, float]:
-    grads = input_gradients(model, context["clean_x"], context["y"])
-    scores, valid = gus_scores(grads, context["noise"], context["eps"])
+    if "keys" in context:
+        scores, valid = _text_scores(model, context)
+    else:
+        grads = input_gradients(model, context["clean_x"], context["y"])
+        scores, valid = gus_scores(grads, context["noise"], context["eps"])
     n = int(valid.sum())
     if n == 0:
         nan = float("nan")
@@ -97,6 +131,10 @@ def effect(model: torch.nn.Module, context: dict) -> dict[str, float]:
 def mia_nonmembers(heldout: Split, context: dict, *, seed: int, copies: int = 1) -> Split:
     """Held-out points transformed like the poisons: clean input + fresh noise at the same ε."""
     gen = generator(seed, _MIA)
+    if "keys" in context:  # texts: fresh noise keys (embedding noise the model never trained on)
+        ids = heldout.x.repeat(copies, 1)
+        keys = torch.randint(0, 2**62, (len(ids),), generator=gen)
+        return Split(textnoise.attach(ids, keys.to(ids.device), context["eps"]), heldout.y.repeat(copies))
     x = heldout.x.repeat(copies, 1, 1, 1)
     x = x + context["eps"] * torch.randn(x.shape, generator=gen)
     return Split(x, heldout.y.repeat(copies))

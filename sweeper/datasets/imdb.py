@@ -44,6 +44,7 @@ from ..registry import datasets
 SPLIT_SEED = 0  # fixed for ever: changing it changes every cached base model's meaning
 CACHE_VERSION = 1  # bump when tokenisation or splitting changes what a cache file means
 CLASSES = ("neg", "pos")  # label = index
+MODALITY = "text"  # `methods: all` on this data set picks the methods made for text too (npo, grad_diff)
 PAD, UNK = "[PAD]", "[UNK]"
 MEMO_SIZE = 2  # data sets kept in memory per process (a full IMDb at max_len 512 is ~400 MB of int64)
 # n_val: one review per class at least (stratified); max_len: one token at least; vocab_size: more than the

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import textnoise
 from ..data import DataSet
 from ..errors import SweeperError
 from ..params import POSITIVE, Range
@@ -84,13 +85,46 @@ def _init_spec(owners: dict[str, nn.Module], std: float, n_layer: int) -> dict[s
 
 
 class GPT2Classifier(nn.Module):
-    def __init__(self, hf: nn.Module, pad_id: int):
+    """`forward(x)` takes token ids (n, max_len), or ids with a noise key and ε (sweeper/textnoise.py): then
+    ε·N(0, I) from the key is added to the token-embedding output at non-padding positions (Gaussian
+    poisoning of embeddings, Pawelczyk et al. §5) before GPT-2's position embeddings, as `inputs_embeds`."""
+
+    def __init__(self, hf: nn.Module, pad_id: int, max_len: int):
         super().__init__()
         self.hf = hf
-        self.pad_id = int(pad_id)
+        self.pad_id, self.max_len = int(pad_id), int(max_len)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), use_cache=False).logits
+        ids, keys, eps = textnoise.split(x, self.max_len)
+        mask = ids != self.pad_id
+        emb = self.hf.transformer.wte(ids)
+        if keys is not None and bool((keys >= 0).any()):
+            emb = emb + textnoise.noise(keys.cpu(), eps.cpu(), mask, emb.shape[-1]).to(emb.dtype)
+        return self.from_embeddings(emb, mask)
+
+    def from_embeddings(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from token embeddings (before position embeddings), read at each row's last non-pad
+        token. HF's own pooling finds that token from `input_ids`, which an `inputs_embeds` call lacks
+        (it would read the last position, a pad); this is its rule (modeling_gpt2.py,
+        GPT2ForSequenceClassification.forward: argmax of position × non-pad)."""
+        hidden = self.hf.transformer(inputs_embeds=emb, attention_mask=mask.long(), use_cache=False).last_hidden_state
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (positions * mask).argmax(-1)
+        return self.hf.score(hidden[torch.arange(len(last), device=last.device), last])
+
+    def embedding_gradients(self, ids: torch.Tensor, y: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Per-example ∇ₑ ℓ(θ; x, y) (n, max_len, n_embd) w.r.t. the token-embedding output at the clean text,
+        in eval mode (for GUS on embeddings; examples are independent, so a summed loss gives each one)."""
+        self.eval()
+        out = []
+        for i in range(0, len(y), batch):
+            part = ids[i:i + batch]
+            emb = self.hf.transformer.wte(part).detach().requires_grad_(True)
+            loss = nn.functional.cross_entropy(self.from_embeddings(emb, part != self.pad_id), y[i:i + batch],
+                                               reduction="sum")
+            (g,) = torch.autograd.grad(loss, emb)
+            out.append(g.detach())
+        return torch.cat(out)
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -174,4 +208,4 @@ def build(data: DataSet, *, model_path: str | None = None, n_layer: int = 2, n_e
     else:
         hf = _from_scratch(data, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions,
                            dropout=dropout)
-    return GPT2Classifier(hf.float(), _text(data)["pad_id"]).eval()
+    return GPT2Classifier(hf.float(), _text(data)["pad_id"], _text(data)["max_len"]).eval()
