@@ -194,14 +194,15 @@ class Listener:
 
     def trial_restarted(self, trial_id: str, error: str, hparams: dict) -> None:
         """Tune runs a failed trial again from its start (no checkpoints: a trial is short): forget the
-        lost attempt's rows, so the run's table and the report hold one attempt; its MLflow metric
-        history keeps both attempts' points, and the run says how many attempts failed and why.
+        lost attempt's rows and unwritten checkpoints, so the run's table, its metrics and the report hold
+        one attempt, and the run says how many attempts failed and why.
         A trial whose actor died before it started (its node went away while Tune placed it) gets its
         run here: Tune reports the failure without ever reporting the start."""
         if trial_id not in self.runs:
             self._open(trial_id, hparams)
             self.started_at[trial_id] = time.perf_counter()
         self.rows[trial_id] = []
+        self.tracker.drop_checkpoints(self.runs[trial_id])
         self.retries[trial_id] = self.retries.get(trial_id, 0) + 1
         self.tracker.tag(self.runs[trial_id], {"retries": self.retries[trial_id], "retry_reason": error})
         self.progress(f"[{self.attack}/{self.method}] trial {trial_id} failed ({error}); retrying it "
