@@ -26,7 +26,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from sweeper.sweep import OBJECT_STORES
+from sweeper.storage import OBJECT_STORES
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster.yaml"
