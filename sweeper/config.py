@@ -196,7 +196,7 @@ def _named(where: str, value, registry) -> tuple[str, dict]:
     return value["name"], params
 
 
-def _attacks_list(where: str, value) -> list[tuple[str, dict]]:
+def _attacks_list(where: str, value, data_modality: str) -> list[tuple[str, dict]]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise SweeperError(f"{where}: attack must name at least one attack")
@@ -204,6 +204,9 @@ def _attacks_list(where: str, value) -> list[tuple[str, dict]]:
     for i, item in enumerate(items):
         label = f"{where}: attack" + (f"[{i}]" if isinstance(value, list) else "")
         name, params = _named(label, item, attacks)
+        made_for = tuple(getattr(attacks.get(name), "MODALITIES", ("image",)))
+        if data_modality not in made_for:
+            raise SweeperError(f"{label}: {name} attacks {'/'.join(made_for)} data; this data set holds {data_modality}")
         out.append((name, _check_params(label, attacks.get(name).craft, params)))
     if len({n for n, _ in out}) != len(out):
         raise SweeperError(f"{where}: attack lists a name twice (one sweep holds each attack once)")
@@ -406,9 +409,13 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
     dataset_params = _data_folder(where, dataset, dataset_params, doc.get("data_root"), data_root, skip_checksums)
     _check_params(f"{where}: dataset", datasets.get(dataset), dataset_params)
     _check_params(f"{where}: model", models.get(model), model_params)
+    model_for = tuple(getattr(sys.modules[models.get(model).__module__], "MODALITIES", ("image",)))
+    if modality(dataset) not in model_for:
+        raise SweeperError(f"{where}: model {model} takes {'/'.join(model_for)} data; data set {dataset} holds "
+                           f"{modality(dataset)}")
     recipe = _recipe(where, doc.get("recipe"))
     scenarios = tuple(Scenario(dataset, model, attack, dataset_params, model_params, params, recipe)
-                      for attack, params in _attacks_list(where, doc["attack"]))
+                      for attack, params in _attacks_list(where, doc["attack"], modality(dataset)))
     name = doc.get("name", Path(where).stem)
     if not isinstance(name, str) or not name:
         raise SweeperError(f"{where}: name must be a non-empty string")

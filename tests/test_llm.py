@@ -435,3 +435,16 @@ def test_a_tiny_sweep_runs_end_to_end(tiny_corpus, tmp_path, ray_session):
     assert sorted(searched.budget) == [0.02, 0.02, 0.05, 0.05]
     assert set(searched.status) <= {"ok", "accuracy_violated"}  # measured on fresh seeds; nothing failed
     assert os.path.isfile(result.workdir / "report" / result.name / "summary.csv")
+
+
+@pytest.mark.parametrize("experiment, override, message", [
+    ("gpt2_imdb_tiny", "attack={name: backdoor}", "attack: backdoor attacks image data; this data set holds text"),
+    ("gpt2_imdb_tiny", "model={name: small_cnn}", "model small_cnn takes image data; data set imdb holds text"),
+    ("quickstart", "attack={name: text_backdoor, trigger: ab}", "text_backdoor attacks text data; this data set holds image"),
+    ("quickstart", "model={name: gpt2}", "model gpt2 takes text data; data set digits holds image"),
+])
+def test_an_attack_or_model_for_other_data_is_one_line_at_validation(toy, capsys, experiment, override, message):
+    root = ["--data-root", str(toy)] if experiment.startswith("gpt2") else []
+    assert cli.main(["validate", experiment, *root, override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

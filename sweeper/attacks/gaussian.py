@@ -24,6 +24,7 @@ from ..data import Split, generator
 from ..params import FRACTION, POSITIVE
 from ._base import Poisoning
 
+MODALITIES = ("image", "text")  # the data it applies to (checked when an experiment is read)
 PAPER = "Pawelczyk et al., ICLR 2025, arXiv 2406.17216"
 RETRAIN_EFFECT = 0.0  # E[GUS] = 0 on any model that never saw the noise: removal uses this exact value
 FRESH_DRAWS = 100     # fresh-noise scores per poison for the TPR at 1% FPR (DESIGN §3: at least 100)

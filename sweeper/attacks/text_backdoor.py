@@ -26,6 +26,7 @@ from ..params import FRACTION, NON_NEGATIVE, Range
 from ._base import Poisoning
 from ._surrogate import hold_out, rate_metrics
 
+MODALITIES = ("text",)  # the data it applies to (checked when an experiment is read)
 PAPER = "Dai, Chen, Li, 2019, arXiv 1905.12457 (trigger: Kurita et al., 2020, arXiv 2004.06660)"
 RETRAIN_EFFECT = None  # a clean model's ASR is not known exactly: measured on θ_retrain
 _PICK, _INSERT, _EVAL, _MIA = 41, 42, 43, 44  # generator streams: poisons, their positions, ASR points, MIA

@@ -32,6 +32,7 @@ from ..errors import SweeperError
 from ..params import POSITIVE, Range
 from ..registry import models
 
+MODALITIES = ("text",)  # the data it applies to (checked when an experiment is read)
 RANGES = {"n_layer": POSITIVE, "n_embd": POSITIVE, "n_head": POSITIVE, "n_positions": POSITIVE,
           "dropout": Range(0, 1, high_open=True)}
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
