@@ -83,7 +83,8 @@ def cmd_run(args) -> int:
 
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
               address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
-              max_failures=args.max_failures, resume=args.resume, progress=_say)
+              max_failures=args.max_failures, max_concurrent=args.max_concurrent, resume=args.resume,
+              progress=_say)
     return 0
 
 
@@ -97,6 +98,8 @@ def _dry_run(args) -> int:
     exp = _load(args)
     if args.trials is not None:
         exp = replace(exp, trials=args.trials)
+    if args.max_concurrent is not None:
+        exp = replace(exp, max_concurrent=config.max_concurrent("--max-concurrent", args.max_concurrent))
     from . import tuning
 
     per_trial = (exp.gpus_per_trial if args.gpus_per_trial is None
@@ -112,7 +115,7 @@ def _dry_run(args) -> int:
         import torch
 
         slots = tuning.Slots(os.cpu_count() or 1, torch.cuda.device_count(), per_trial).concurrent
-    for line in plan(exp, args.workdir, args.storage, slots).lines():
+    for line in plan(exp, args.workdir, args.storage, exp.max_concurrent or slots).lines():
         print(line)
     return 0
 
@@ -204,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
                    "a finished one only gets its report rebuilt")
     r.add_argument("--max-failures", type=int, metavar="N", help="retry a trial or task whose worker or node died up "
                    "to N times (default: the file's max_failures, else 2)")
+    r.add_argument("--max-concurrent", type=int, metavar="N", help="run up to N Tune trials at once (default: the "
+                   "file's max_concurrent, else the slots the cluster has when the sweep starts); on an autoscaling "
+                   "cluster, the slots of its largest size, so Tune asks for them and the autoscaler adds nodes")
     r.add_argument("--gpus-per-trial", type=float, metavar="G", help="share of a GPU each trial asks Ray for, "
                    "in (0, 1] (default: the file's gpus_per_trial, else 0.25); base models take a whole GPU")
     _data_flags(r)

@@ -43,7 +43,7 @@ from .training import Recipe
 
 REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
 OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root",
-            "gpus_per_trial", "max_failures", "plugins", "storage"}
+            "gpus_per_trial", "max_failures", "plugins", "storage", "max_concurrent"}
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 DEFAULT_DELTA = 0.1  # DESIGN §3
@@ -74,6 +74,7 @@ class Experiment:
     gpus_per_trial: float = GPUS_PER_TRIAL  # share of a GPU each trial asks Ray for (admission only: Ray caps no memory)
     plugins: tuple[str, ...] = ()  # absolute paths of plugin files (methods, attacks, ... from outside the package)
     storage: str | None = None  # base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)
+    max_concurrent: int | None = None  # Tune trials at once; None: what the cluster holds when the sweep starts
 
     @property
     def scenario(self) -> Scenario:
@@ -89,7 +90,8 @@ class Experiment:
                 "fresh_seeds": list(self.fresh_seeds), "delta": self.delta,
                 "profile": self.profile, "spaces": self.spaces, "device": self.device,
                 "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures,
-                "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {})}
+                "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {}),
+                **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {})}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -292,6 +294,14 @@ def _storage(where: str, value) -> str | None:
     return value
 
 
+def max_concurrent(where: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SweeperError(f"{where}: max_concurrent must be a positive integer, got {value!r}")
+    return value
+
+
 def max_failures(where: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SweeperError(f"{where}: max_failures must be a non-negative integer, got {value!r}")
@@ -429,7 +439,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
                      max_failures(where, doc.get("max_failures", MAX_FAILURES)),
                      gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)), plugin_paths,
-                     _storage(where, doc.get("storage")))
+                     _storage(where, doc.get("storage")), max_concurrent(where, doc.get("max_concurrent")))
     for method in spaces_doc:
         methods.get(method)
     for method in dict.fromkeys([*spaces_doc, *exp.methods]):  # every space now, not mid-sweep (a plugin's too)

@@ -260,6 +260,7 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
               trials: int | None = None, tracking_uri: str | None = None, address: str | None = None,
               profile: str | None = None, name: str | None = None, gpus_per_trial: float | None = None,
               storage: str | os.PathLike | None = None, max_failures: int | None = None,
+              max_concurrent: int | None = None,
               resume: str | bool | None = None, progress: Progress = print) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
@@ -273,6 +274,8 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         exp = replace(exp, gpus_per_trial=config.gpus_per_trial("--gpus-per-trial", gpus_per_trial))
     if max_failures is not None:
         exp = replace(exp, max_failures=config.max_failures("--max-failures", max_failures))
+    if max_concurrent is not None:
+        exp = replace(exp, max_concurrent=config.max_concurrent("--max-concurrent", max_concurrent))
     existed = Path(workdir).expanduser().exists()
     root = prepare_storage(_storage_choice(storage, exp),
                            Path(workdir).expanduser().resolve())

@@ -492,7 +492,7 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
         _trainable_with(bases, exp),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=exp.trials * len(exp.methods),
-                                    max_concurrent_trials=s.concurrent, reuse_actors=True),
+                                    max_concurrent_trials=exp.max_concurrent or s.concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=attack, storage_path=storage_path, storage_filesystem=fs,
                                   callbacks=[_Forward(path, exp.budgets[-1])], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=exp.max_failures)),

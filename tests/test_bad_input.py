@@ -65,6 +65,8 @@ CASES = [
     case("resume-nothing", BASE, "no unfinished sweep of experiment 'bad'", ["--resume"]),
     case("resume-unknown-name", BASE, "--resume nope: no sweep of that name", ["--resume", "nope"]),
     case("max-failures-negative", BASE, "max_failures must be a non-negative integer", ["--max-failures", "-1"]),
+    case("max-concurrent-0", BASE, "max_concurrent must be a positive integer", ["--max-concurrent", "0"]),
+    case("max-concurrent-in-file", edited(max_concurrent=1.5), "max_concurrent must be a positive integer"),
     case("gpus-per-trial-2", BASE, "gpus_per_trial must lie in (0, 1]", ["--gpus-per-trial", "2"]),
     case("attack-victim-is-the-sweeps", edited(attack={"name": "witches_brew", "victim": 3}),
          "attack: unknown parameter 'victim'"),

@@ -161,3 +161,28 @@ def test_routing_searcher_state_survives_save_and_restore(tmp_path):
     b.restore(str(tmp_path / "searcher.pkl"))
     assert b.left == a.left == {"gd": 0, "ga": 1} and b.owner == a.owner
     assert b.suggest("t3")["method"] == "ga" and b.suggest("t4") == "FINISHED"
+
+
+def _most_at_once(runs: pd.DataFrame) -> int:
+    """The most tune-trial MLflow runs open at one moment (a run opens as Tune starts its trial and closes
+    as Tune reports it complete)."""
+    tune = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune") & ~runs["tags.method"].isin(["none", "retrain"])]
+    events = sorted([(t, 1) for t in tune.start_time] + [(t, -1) for t in tune.end_time], key=lambda e: (e[0], e[1]))
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_max_concurrent_caps_the_trials_tune_runs_at_once(tmp_path, ray_session):
+    """--max-concurrent 1 on 2 cores: Tune runs one trial at a time; by default it runs two."""
+    exp = {**{k: v for k, v in EXPERIMENT.items() if k != "spaces"}, "methods": ["gd"], "trials": 4, "fresh_seeds": []}
+    (tmp_path / "mc.yaml").write_text(yaml.safe_dump(exp))
+    seen = {}
+    for cap in (1, None):
+        result = sweep.run_sweep(tmp_path / "mc.yaml", workdir=tmp_path / "work", name=f"mc-{cap}",
+                                 max_concurrent=cap, progress=lambda _: None)
+        mlflow.set_tracking_uri(result.tracking_uri)
+        seen[cap] = _most_at_once(mlflow.search_runs(experiment_names=[result.name]))
+    assert seen == {1: 1, None: 2}
