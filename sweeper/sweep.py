@@ -148,6 +148,7 @@ class Listener:
         self._open(trial_id, hparams)
 
     def _open(self, trial_id: str, hparams: dict) -> None:
+        self.started_at.setdefault(trial_id, time.perf_counter())
         self.hparams[trial_id], self.rows[trial_id] = hparams, []
         self.runs[trial_id] = self.tracker.start_child(
             self.parent_id, f"{self.method}-{trial_id}", hparams,
@@ -200,7 +201,6 @@ class Listener:
         run here: Tune reports the failure without ever reporting the start."""
         if trial_id not in self.runs:
             self._open(trial_id, hparams)
-            self.started_at[trial_id] = time.perf_counter()
         self.rows[trial_id] = []
         self.tracker.drop_checkpoints(self.runs[trial_id])
         self.retries[trial_id] = self.retries.get(trial_id, 0) + 1
@@ -211,7 +211,6 @@ class Listener:
     def trial_finished(self, trial_id: str, status: str, error: str | None, hparams: dict) -> None:
         if trial_id not in self.runs:  # failed before it ever started: it still gets its (FAILED) run
             self._open(trial_id, hparams)
-            self.started_at[trial_id] = time.perf_counter()
         rows = self.rows.get(trial_id, [])
         diverged = any(r.get("objective") == DIVERGED and not r.get("over_budget") for r in rows)
         tags = {"error": error} if error else {}
