@@ -42,9 +42,9 @@ def prepare_workdir(workdir: str | os.PathLike) -> Path:
         raise SweeperError(f"work directory {path} is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".sweeper-write-probe"
-        probe.write_text("ok")
-        probe.unlink()
+        # a name of its own: two runs started together in one directory must not delete each other's probe
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sweeper-write-probe-"):
+            pass
     except OSError as e:
         raise SweeperError(f"work directory {path} is not writable ({e.strerror or e})") from None
     return path

@@ -113,6 +113,25 @@ def test_the_store_is_created_atomically_and_once_by_concurrent_runs(tmp_path):
     assert tracker.reserve(numbered=True) == "x"
 
 
+def test_concurrent_runs_pass_the_work_directory_check_together(tmp_path):
+    # two `sweeper run`s started at once once made one fail: they probed writability under one file name
+    errors = []
+
+    def check():
+        for _ in range(300):
+            try:
+                sweep.prepare_workdir(tmp_path / "wd")
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and list((tmp_path / "wd").iterdir()) == []  # and no probe left behind
+
+
 def test_an_interrupted_creation_leaves_no_store(tmp_path):
     """SIGKILL while the schema is being built: no mlflow.db appears; the next opener cleans up."""
     proc = subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(tmp_path)])
