@@ -107,14 +107,14 @@ def _dry_run(args) -> int:
     if args.address:
         started = tuning.start(args.address)
         try:
-            slots = tuning.slots(per_trial).concurrent
+            slots = tuning.slots(per_trial, exp.device).concurrent
         finally:
             if started:
                 tuning.stop()
     else:  # what an embedded Ray would see, without starting one
         import torch
 
-        slots = tuning.Slots(os.cpu_count() or 1, torch.cuda.device_count(), per_trial).concurrent
+        slots = tuning.Slots(os.cpu_count() or 1, torch.cuda.device_count(), per_trial, exp.device).concurrent
     for line in plan(exp, args.workdir, args.storage, exp.max_concurrent or slots).lines():
         print(line)
     return 0

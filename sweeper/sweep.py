@@ -283,6 +283,7 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
     from . import tuning    # the Ray edge
 
     uri = tracking_uri or tracking.default_uri(wd)
+    started = False
     try:
         address = tuning.check(address)  # seconds; before a new tracking store's ~10 s of schema creation
         tracking.open_store(uri, wd)  # before Ray starts: a bad URI costs nothing and leaves nothing
@@ -295,7 +296,10 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
             raise SweeperError(f"a sweep named {name!r} already exists in {uri}; choose another --name "
                                "(or leave it out to get a numbered one)")
         started = tuning.start(address)
+        tuning.check_device(exp.device, embedded=started and not address)
     except SweeperError:
+        if started:
+            tuning.stop()
         if not existed:
             shutil.rmtree(wd, ignore_errors=True)  # bad input leaves nothing behind, not even the work directory
         raise
@@ -673,7 +677,7 @@ def _references(run: _AttackRun) -> None:
     seeds = run.exp.seeds
     todo = [m for m in ("none", "retrain") if not _reuse(run, m, m)]
     results = run.tuning.run_trials([{**run.base, "method": m} for m in todo], run.exp.gpus_per_trial,
-                                    run.exp.max_failures) if todo else []
+                                    run.exp.max_failures, run.exp.device) if todo else []
     for method, result in zip(todo, results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
                    {"phase": "tune", "n_seeds": len(seeds)})
@@ -700,7 +704,8 @@ def _fresh(run: _AttackRun) -> None:
         if method not in report.REFERENCES and seed == exp.fresh_seeds[0]:
             cfg["save_models"] = str(_models_dir(run, method, source))
     t0 = time.perf_counter()
-    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures) if jobs else []
+    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
+                                    run.exp.device) if jobs else []
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
         tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}

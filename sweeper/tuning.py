@@ -213,31 +213,48 @@ class Slots:
     cpus: int
     gpus: float
     gpus_per_trial: float = GPUS_PER_TRIAL  # several small trials share a GPU (admission only; Ray caps no memory)
+    device: str = "auto"  # the experiment's: cuda asks for GPUs even before any is up; cpu/mps never do
+
+    @property
+    def gpu(self) -> bool:
+        """Whether trials and builds ask Ray for GPUs. `auto` follows what the cluster shows now; `cuda`
+        asks regardless, so an autoscaling cluster that starts without GPU workers gets them added."""
+        return self.device.startswith("cuda") or (self.device == "auto" and self.gpus > 0)
 
     @property
     def concurrent(self) -> int:
-        if self.gpus:
-            return max(1, min(self.cpus, int(self.gpus / self.gpus_per_trial)))
-        return max(1, self.cpus)
+        if not self.gpu:
+            return max(1, self.cpus)
+        if not self.gpus:  # none up yet: one GPU's worth until the autoscaler adds more (--max-concurrent for more)
+            return max(1, int(1 / self.gpus_per_trial))
+        return max(1, min(self.cpus, int(self.gpus / self.gpus_per_trial)))
 
     @property
     def resources(self) -> dict:
-        return {"cpu": 1, "gpu": self.gpus_per_trial} if self.gpus else {"cpu": 1}
+        return {"cpu": 1, "gpu": self.gpus_per_trial} if self.gpu else {"cpu": 1}
 
     @property
     def trial_task(self) -> dict:
         """Ray task options of a plain trial (references, fresh seeds)."""
-        return {"num_gpus": self.gpus_per_trial} if self.gpus else {}
+        return {"num_gpus": self.gpus_per_trial} if self.gpu else {}
 
     @property
     def build_task(self) -> dict:
         """Base-model training and crafting take a whole GPU where one exists (they fill it)."""
-        return {"num_gpus": min(1.0, self.gpus)} if self.gpus else {}
+        return {"num_gpus": min(1.0, self.gpus) if self.gpus else 1.0} if self.gpu else {}
 
 
-def slots(gpus_per_trial: float = GPUS_PER_TRIAL) -> Slots:
+def slots(gpus_per_trial: float = GPUS_PER_TRIAL, device: str = "auto") -> Slots:
     res = ray.cluster_resources()
-    return Slots(int(res.get("CPU", 1)), float(res.get("GPU", 0)), gpus_per_trial)
+    return Slots(int(res.get("CPU", 1)), float(res.get("GPU", 0)), gpus_per_trial, device)
+
+
+def check_device(device: str, embedded: bool) -> None:
+    """`device: cuda` on an embedded Ray without GPUs would leave every trial pending for ever: one line
+    instead. A joined cluster may still add GPU workers (autoscaling), so there it is only waited for."""
+    if embedded and device.startswith("cuda") and not ray.cluster_resources().get("GPU", 0):
+        raise SweeperError(f"device: {device}, but this machine has no GPU that Ray can see; "
+                           "use device: auto or cpu, or --address a cluster with GPU workers")
 
 
 # -- base models and references, as Ray tasks (use every core) -------------------------------------------
@@ -254,7 +271,7 @@ def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, devi
     of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
     summary = BuildSummary(removed=remove_stale_temps(base_dir))
     todo = [(sc, s) for sc in scenarios for s in seeds if summary.record(sc, s, entry_status(sc, s, base_dir))]
-    options = {**slots().build_task, "max_retries": max_failures}  # a build lost with its node is redone
+    options = {**slots(device=device).build_task, "max_retries": max_failures}  # a build lost with its node is redone
     ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or []) for sc, s in todo])
     return summary
 
@@ -265,11 +282,11 @@ def _run_plain(config: dict) -> list[dict]:
 
 
 def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL,
-               max_failures: int = 2) -> list[list[dict] | str]:
+               max_failures: int = 2, device: str = "auto") -> list[list[dict] | str]:
     """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
     searcher. Each entry is the trial's rows, or its error line if it raised. A task whose worker or node
     dies is retried up to `max_failures` times; an exception it raises is not (it would raise again)."""
-    options = {**slots(gpus_per_trial).trial_task, "max_retries": max_failures}
+    options = {**slots(gpus_per_trial, device).trial_task, "max_retries": max_failures}
     refs = [_run_plain.options(**options).remote(c) for c in configs]
     out: list[list[dict] | str] = []
     for ref in refs:
@@ -433,7 +450,7 @@ def _study(exp: Experiment, attack: str, method: str, sweep_seed: int) -> Optuna
 
 
 def _trainable_with(bases: dict[str, dict], exp: Experiment):
-    return tune.with_resources(tune.with_parameters(_trainable, bases=bases), slots(exp.gpus_per_trial).resources)
+    return tune.with_resources(tune.with_parameters(_trainable, bases=bases), slots(exp.gpus_per_trial, exp.device).resources)
 
 
 def _tune_storage(storage, attack: str | None = None) -> tuple[str, object]:
@@ -487,7 +504,7 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
     scheduler = RoutingScheduler(lambda: ASHAScheduler(
         time_attr="budget", metric="objective", mode="max", grace_period=exp.budgets[0],
         max_t=exp.budgets[-1], reduction_factor=REDUCTION_FACTOR))
-    s = slots(exp.gpus_per_trial)
+    s = slots(exp.gpus_per_trial, exp.device)
     tuner = tune.Tuner(
         _trainable_with(bases, exp),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,

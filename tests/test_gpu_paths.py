@@ -1,6 +1,8 @@
 """GPU code paths, selected by device availability: testable without a GPU through Ray's logical GPUs."""
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -24,6 +26,29 @@ def test_gpus_per_trial_sets_the_share_and_base_models_take_a_whole_gpu():
     assert s.concurrent == 4
     assert s.build_task == {"num_gpus": 1.0}
     assert tuning.Slots(cpus=16, gpus=0.5).build_task == {"num_gpus": 0.5}  # a fractional logical GPU
+
+
+def test_device_decides_whether_trials_ask_for_gpus_not_only_what_is_up_at_start():
+    # cuda on a cluster whose GPU workers are not up yet (autoscaling from zero): ask anyway, one GPU's worth
+    waiting = tuning.Slots(cpus=0, gpus=0, gpus_per_trial=0.25, device="cuda")
+    assert waiting.resources == {"cpu": 1, "gpu": 0.25} and waiting.trial_task == {"num_gpus": 0.25}
+    assert waiting.build_task == {"num_gpus": 1.0} and waiting.concurrent == 4
+    # cpu: a GPU in the cluster is left alone
+    on_cpu = tuning.Slots(cpus=16, gpus=2, device="cpu")
+    assert on_cpu.resources == {"cpu": 1} and on_cpu.trial_task == on_cpu.build_task == {}
+    assert on_cpu.concurrent == 16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line_not_trials_pending_for_ever(tmp_path):
+    from helpers import SWEEPER
+
+    wd = tmp_path / "wd"
+    out = subprocess.run([SWEEPER, "run", "quickstart", "device=cuda", "--workdir", str(wd)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rt-", dir="/tmp")})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "device: cuda, but this machine has no GPU that Ray can see" in out.stderr
+    assert not wd.exists()
 
 
 def test_gpus_per_trial_from_the_file_and_the_command_line(tmp_path):
