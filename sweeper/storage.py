@@ -48,7 +48,31 @@ def display(root) -> str:
 def _filesystem(root_uri: str):
     from pyarrow import fs as pafs  # Ray's own dependency; imported only for object stores
 
+    base, _, query = root_uri.partition("?")
+    if base.startswith(("gs://", "gcs://")) and "anonymous=" in query:
+        return _anonymous_gcs(base, query)
     return pafs.FileSystem.from_uri(root_uri)
+
+
+def _anonymous_gcs(base: str, query: str):
+    """gs://bucket?anonymous=true&...: a public bucket or a local emulator, without Google credentials.
+    pyarrow's URI parser has no `anonymous` (its constructor has), so the query is read here; the other
+    keys are the ones pyarrow's parser takes."""
+    from datetime import timedelta
+    from urllib.parse import parse_qsl
+
+    from pyarrow import fs as pafs
+
+    opts = dict(parse_qsl(query, strict_parsing=True))
+    kwargs = {"anonymous": opts.pop("anonymous").lower() in ("1", "true", "yes")}
+    for key in ("scheme", "endpoint_override", "project_id", "default_bucket_location"):
+        if key in opts:
+            kwargs[key] = opts.pop(key)
+    if "retry_limit_seconds" in opts:
+        kwargs["retry_time_limit"] = timedelta(seconds=float(opts.pop("retry_limit_seconds")))
+    if opts:
+        raise SweeperError(f"{base}: unknown option {sorted(opts)[0]!r} in the storage URI's query")
+    return pafs.GcsFileSystem(**kwargs), base.split("://", 1)[1].strip("/")
 
 
 def filesystem(uri: str):

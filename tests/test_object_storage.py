@@ -1,10 +1,13 @@
 """--storage s3://...: base models published content-addressed with the manifest last, downloaded into a
 node-local mirror and checked blob by blob, Tune's records and the chosen models in the bucket, and no
-part of the sweep on the driver's disk but MLflow's store. The S3 server is moto's (a real HTTP server
-speaking the S3 protocol on 127.0.0.1, reached through pyarrow's S3 client as AWS would be)."""
+part of the sweep on the driver's disk but MLflow's store. Each store is a real HTTP server on 127.0.0.1
+reached through pyarrow's own clients as the cloud would be: moto's S3 server, and gcp-storage-emulator
+for GCS (anonymous: the emulator checks no credentials)."""
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +23,9 @@ from sweeper.errors import SweeperError
 from sweeper.scenario import FILES, NOT_BUILT, base_models, entry_status
 
 
-@pytest.fixture(scope="module")
-def s3():
-    """A bucket on a private S3 server; yields a function giving a fresh prefix URI in it."""
+@contextlib.contextmanager
+def s3_server():
+    """A bucket on moto's S3 server; yields a function giving a fresh prefix URI in it."""
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -33,10 +36,45 @@ def s3():
 
     pafs.FileSystem.from_uri(f"s3://sweeper-test?{query}&allow_bucket_creation=true")[0].create_dir("sweeper-test")
     count = iter(range(10**6))
-    yield lambda: f"s3://sweeper-test/run{next(count)}?{query}"
-    server.stop()
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    try:
+        yield lambda: f"s3://sweeper-test/run{next(count)}?{query}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+@contextlib.contextmanager
+def gcs_server():
+    """A bucket on gcp-storage-emulator (the GCS JSON API over HTTP, in memory), reached anonymously."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:  # a free port: the emulator takes a fixed one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="sweeper-test")
+    server.start()
+    query = f"anonymous=true&scheme=http&endpoint_override=127.0.0.1:{port}&retry_limit_seconds=5"
+    count = iter(range(10**6))
+    try:
+        yield lambda: f"gs://sweeper-test/run{next(count)}?{query}"
+    finally:
+        server.stop()
+
+
+SERVERS = {"s3": s3_server, "gs": gcs_server}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def bucket(request):
+    with SERVERS[request.param]() as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as fresh:
+        yield fresh
 
 
 @pytest.fixture
@@ -58,8 +96,15 @@ def test_join_keeps_the_query_at_the_end():
     assert storage.display("s3://b/p?endpoint_override=h:1") == "s3://b/p"
 
 
-def test_an_entry_is_published_once_and_read_back_equal_on_a_fresh_node(s3, mirror, tiny_scenario, monkeypatch):
-    root = s3() + ""
+def test_an_anonymous_gcs_uri_takes_pyarrows_options_and_refuses_others():
+    fs, path = storage.filesystem("gs://b/p/q?anonymous=true&scheme=http&endpoint_override=127.0.0.1:1")
+    assert type(fs).__name__ == "GcsFileSystem" and path == "b/p/q"
+    with pytest.raises(SweeperError, match="gs://b: unknown option 'colour' in the storage URI's query"):
+        storage.filesystem("gs://b/p?anonymous=true&colour=red")
+
+
+def test_an_entry_is_published_once_and_read_back_equal_on_a_fresh_node(bucket, mirror, tiny_scenario, monkeypatch):
+    root = bucket()
     base = storage.join(root, "base")
     builds = count_builds(monkeypatch)
     assert entry_status(tiny_scenario, 0, base) == NOT_BUILT
@@ -78,9 +123,9 @@ def test_an_entry_is_published_once_and_read_back_equal_on_a_fresh_node(s3, mirr
     assert builds == [0] and all(torch.equal(first.retrain[k], third.retrain[k]) for k in first.retrain)
 
 
-def test_a_killed_publisher_leaves_an_entry_that_reads_as_not_built(s3, mirror, tiny_base, tiny_scenario):
+def test_a_killed_publisher_leaves_an_entry_that_reads_as_not_built(bucket, mirror, tiny_base, tiny_scenario):
     """Blobs first, manifest last: without the manifest nothing of the entry is visible."""
-    entry = storage.join(s3(), "base", tiny_scenario.key(0))
+    entry = storage.join(bucket(), "base", tiny_scenario.key(0))
     manifest = yaml.safe_load((tiny_base.path / "manifest.json").read_text())
     for name in FILES:  # what a publisher killed before its last PUT has written
         storage.upload(tiny_base.path / name, storage.join(entry, "blobs", manifest["files"][name]["sha256"]))
@@ -91,8 +136,8 @@ def test_a_killed_publisher_leaves_an_entry_that_reads_as_not_built(s3, mirror, 
 
 @pytest.mark.parametrize("damage, why", [("truncate", "poisoned.pt: "), ("flip", "poisoned.pt: checksum mismatch"),
                                          ("delete", "poisoned.pt: missing")])
-def test_a_damaged_blob_is_named_and_the_entry_rebuilt(s3, mirror, tiny_base, tiny_scenario, monkeypatch, damage, why):
-    base = storage.join(s3(), "base")
+def test_a_damaged_blob_is_named_and_the_entry_rebuilt(bucket, mirror, tiny_base, tiny_scenario, monkeypatch, damage, why):
+    base = storage.join(bucket(), "base")
     entry = storage.join(base, tiny_scenario.key(0))
     storage.publish(tiny_base.path, entry, FILES)
     blob = storage.join(entry, "blobs", storage.read_manifest(entry)[0]["files"]["poisoned.pt"]["sha256"])
@@ -112,14 +157,14 @@ def test_a_damaged_blob_is_named_and_the_entry_rebuilt(s3, mirror, tiny_base, ti
     assert all(torch.equal(rebuilt.poisoned[k], tiny_base.poisoned[k]) for k in tiny_base.poisoned)
 
 
-def test_an_unusable_store_is_one_line(s3):
-    root = s3().replace("sweeper-test", "no-such-bucket")
-    with pytest.raises(SweeperError, match=r"^--storage s3://no-such-bucket/run\d+: cannot write there"):
+def test_an_unusable_store_is_one_line(bucket):
+    root = bucket().replace("sweeper-test", "no-such-bucket")
+    with pytest.raises(SweeperError, match=r"^--storage (s3|gs)://no-such-bucket/run\d+: cannot write there"):
         storage.probe(root)
 
 
 @pytest.mark.slow
-def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(s3, tmp_path):
+def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(bucket, tmp_path):
     """`sweeper run --storage s3://...` in a subprocess: base models, Tune's records and the chosen models
     land in the bucket; the work directory holds MLflow's store and the report only; the chosen model
     logged to MLflow loads."""
@@ -128,7 +173,7 @@ def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(s3, tmp_path):
         "name": "obj", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
         "attack": {"name": "gaussian"}, "recipe": {"epochs": 3}, "methods": ["gd"], "budgets": [0.02, 0.04],
         "trials": 2, "seeds": [0], "fresh_seeds": [100, 101]}))
-    root = s3()
+    root = bucket()
     ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp,
            "SWEEPER_MIRROR": str(tmp_path / "mirror")}
