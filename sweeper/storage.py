@@ -114,6 +114,20 @@ def write_bytes(uri: str, data: bytes) -> None:
         f.write(data)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """`data` as the local file `path`, or nothing: written under a temporary name of its own (a pid
+    repeats across the nodes sharing a mount) and renamed into place, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def upload(local: Path, uri: str) -> None:
     write_bytes(uri, Path(local).read_bytes())
 

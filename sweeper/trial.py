@@ -5,7 +5,6 @@ Pure with respect to the outside world: no Ray, no MLflow. The Tune edge passes 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -161,11 +160,7 @@ def save_model(model: torch.nn.Module, folder: str, name: str) -> None:
     if storage.is_remote(folder):
         storage.write_bytes(storage.join(folder, name), payload)
         return
-    path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    storage.write_atomic(Path(folder) / name, payload)
 
 
 def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:

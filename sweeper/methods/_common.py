@@ -5,8 +5,6 @@ import copy
 import hashlib
 import io
 import operator
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import storage
 from ..budget import Budget
 from ..data import IndexStream, Split, generator
 from ..training import Recipe, sgd
@@ -82,15 +81,7 @@ def _write_checked(value: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(value, buf)
     payload = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload + hashlib.sha256(payload).digest())
-        os.replace(tmp, path)  # atomic: concurrent trials never read half a file
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    storage.write_atomic(path, payload + hashlib.sha256(payload).digest())  # concurrent trials never read half a file
 
 
 def optimizer(model: nn.Module, data: UnlearnData, lr: float, params=None) -> torch.optim.Optimizer:
