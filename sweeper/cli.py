@@ -143,6 +143,20 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweeps(args) -> int:
+    import pandas as pd
+
+    from .sweep import list_sweeps
+
+    table = list_sweeps(args.workdir, args.tracking_uri)
+    if table.empty:
+        print(f"no sweep yet in {args.workdir}")
+        return 0
+    with pd.option_context("display.width", 250, "display.max_colwidth", 120, "display.max_rows", 1000):
+        print(table.to_string(index=False))
+    return 0
+
+
 def cmd_make_toy_imdb(args) -> int:
     from .datasets._toy_text import write_toy_imdb
 
@@ -225,6 +239,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     c.add_argument("--out", help="also write the table to this CSV file")
     c.set_defaults(fn=cmd_compare)
+    w = sub.add_parser("sweeps", help="list the sweeps of a work directory: status, start, trials, report, "
+                       "and how to resume one that did not finish")
+    w.add_argument("--workdir", default="sweeper-work", help="work directory of the tracking store")
+    w.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    w.set_defaults(fn=cmd_sweeps)
     t = sub.add_parser("make-toy-imdb", help="write a small synthetic movie-review corpus in the aclImdb layout "
                        "(DIR/aclImdb/{train,test}/{pos,neg}/*.txt), for the imdb data set without a download")
     t.add_argument("dir", help="folder to write aclImdb/ into (must not hold one already)")

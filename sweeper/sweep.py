@@ -819,6 +819,25 @@ def _model_name(budget: float) -> str:
     return model_file(budget)
 
 
+def list_sweeps(workdir: str | os.PathLike = "sweeper-work", tracking_uri: str | None = None) -> pd.DataFrame:
+    """The sweeps of a store, newest first: status (running, finished, interrupted, failed, died), start,
+    driver, tuning trials logged, the report's path if one was written, and for one that did not finish
+    the command that continues it."""
+    from . import tracking
+
+    wd = Path(workdir).expanduser().resolve()
+    uri = _open_existing(wd, tracking_uri)  # as report/compare: a dead driver's sweep reads "died"
+    rows = tracking.sweep_overview(uri)
+    for row in rows:
+        page = report_folder(wd, row["sweep"]) / "report.html"
+        row["report"] = str(page) if page.exists() else ""
+        row["resume"] = ""
+        if row["status"] in ("interrupted", "failed", "died"):
+            exp = tracking.Tracker(uri, row["sweep"], wd).read_experiment().get("name", row["sweep"])
+            row["resume"] = f"sweeper run {exp} --resume {row['sweep']}"
+    return pd.DataFrame(rows, columns=["sweep", "status", "started_utc", "driver", "tuning_trials", "report", "resume"])
+
+
 def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work",
                    tracking_uri: str | None = None) -> pd.DataFrame:
     """Sweeps side by side from MLflow alone: removal (fresh mean ± 95% half-width) and status per

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -418,6 +419,29 @@ def sweep_statuses(uri: str) -> list[tuple[str, str]]:
     """(name, status) of every sweep in the store, newest first."""
     found = MlflowClient(tracking_uri=uri).search_experiments(order_by=["creation_time DESC"])
     return [(e.name, e.tags.get(STATUS_TAG, "")) for e in found if e.name != "Default"]
+
+
+def sweep_overview(uri: str) -> list[dict]:
+    """Every sweep in the store, newest first: name, status, when it started (UTC), its driver, and how
+    many tuning trials it logged. Read only."""
+    client = MlflowClient(tracking_uri=uri)
+    out = []
+    for e in client.search_experiments(order_by=["creation_time DESC"]):
+        if e.name == "Default":
+            continue
+        owner = json.loads(e.tags.get(OWNER_TAG, "{}"))
+        trials, token = 0, None
+        while True:
+            page = client.search_runs([e.experiment_id], "tags.level = 'trial' and tags.phase = 'tune'",
+                                      max_results=1000, page_token=token)
+            trials, token = trials + len(page), page.token
+            if not token:
+                break
+        started = datetime.fromtimestamp(e.creation_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        out.append({"sweep": e.name, "status": e.tags.get(STATUS_TAG, ""), "started_utc": started,
+                    "driver": f"{owner['host']}:{owner['pid']}" if owner.get("pid") else "",
+                    "tuning_trials": trials})
+    return out
 
 
 def sweeps(uri: str) -> list[str]:

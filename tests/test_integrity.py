@@ -187,6 +187,29 @@ def test_name_of_an_existing_sweep_is_refused_before_anything_runs(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_sweeps_lists_each_sweep_with_its_state_its_report_and_how_to_resume_it(tmp_path, capsys):
+    done = log_sweep(tmp_path, live_rows(), name="done")
+    parent = done.start_parent("gaussian", "gd", {}, PLAN_EXPERIMENT)
+    done.end_child(done.start_child(parent, "gd/t1", {}, {"phase": "tune", "method": "gd", "trial_id": "t1"}),
+                   "FINISHED", [])
+    (tmp_path / "report" / "done").mkdir(parents=True)
+    (tmp_path / "report" / "done" / "report.html").write_text("<html></html>")
+    log_sweep(tmp_path, live_rows(), name="cut", status="interrupted")
+    reserve = ("import sys; from pathlib import Path; from sweeper import tracking; wd = Path(sys.argv[1]); "
+               "tracking.Tracker(tracking.default_uri(wd), 'gone', wd).reserve(numbered=False)")
+    subprocess.run([sys.executable, "-c", reserve, str(tmp_path)], check=True, timeout=120)  # its driver has exited
+    table = sweep.list_sweeps(tmp_path)
+    assert list(table.sweep) == ["gone", "cut", "done"]  # newest first
+    assert list(table.status) == ["died", "interrupted", "finished"]
+    assert list(table.tuning_trials) == [0, 0, 1]
+    assert list(table.resume) == ["sweeper run gone --resume gone", "sweeper run ids --resume cut", ""]
+    assert list(table.report) == ["", "", str(tmp_path / "report" / "done" / "report.html")]
+    assert cli.main(["sweeps", "--workdir", str(tmp_path)]) == 0
+    assert "sweeper run ids --resume cut" in capsys.readouterr().out
+    assert cli.main(["sweeps", "--workdir", str(tmp_path / "none")]) == 2
+    assert "no sweep found" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 # -- Ray addresses ----------------------------------------------------------------------------------------
 def _server(reply: bytes | None):
     """A TCP server on 127.0.0.1 that accepts and then stays silent (reply None) or answers `reply`."""
