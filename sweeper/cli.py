@@ -84,7 +84,7 @@ def cmd_run(args) -> int:
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
               address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
               max_failures=args.max_failures, max_concurrent=args.max_concurrent, resume=args.resume,
-              progress=_say)
+              progress=_say, command=["sweeper", *args.argv])
     return 0
 
 
@@ -268,6 +268,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded on a sweep: how to resume it
     try:
         return args.fn(args)
     except SweeperError as e:

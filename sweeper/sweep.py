@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -260,10 +261,13 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
               profile: str | None = None, name: str | None = None, gpus_per_trial: float | None = None,
               storage: str | os.PathLike | None = None, max_failures: int | None = None,
               max_concurrent: int | None = None,
-              resume: str | bool | None = None, progress: Progress = print) -> SweepResult:
+              resume: str | bool | None = None, progress: Progress = print,
+              command: list[str] | None = None) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
-    experiment's name, numbered if taken. Every input is checked before anything is written to MLflow."""
+    experiment's name, numbered if taken. `command`: the command line that started it, recorded on the
+    sweep so that `sweeper sweeps` can say how to resume it. Every input is checked before anything is
+    written to MLflow."""
     exp = experiment if isinstance(experiment, Experiment) else config.load(experiment, profile)
     if trials is not None:
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -310,7 +314,7 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         if resume:
             tracker.attach()
         else:
-            tracker.reserve(numbered=name is None)
+            tracker.reserve(numbered=name is None, command=command)
         where = ("embedded " if started and not address else "joined ") + tuning.describe()
         if resume:
             where = f"resuming sweep {name}; {where}"
@@ -831,11 +835,29 @@ def list_sweeps(workdir: str | os.PathLike = "sweeper-work", tracking_uri: str |
     for row in rows:
         page = report_folder(wd, row["sweep"]) / "report.html"
         row["report"] = str(page) if page.exists() else ""
+        command = row.pop("command")
         row["resume"] = ""
         if row["status"] in ("interrupted", "failed", "died"):
-            exp = tracking.Tracker(uri, row["sweep"], wd).read_experiment().get("name", row["sweep"])
-            row["resume"] = f"sweeper run {exp} --resume {row['sweep']}"
+            row["resume"] = resume_command(command, row["sweep"], tracking.Tracker(uri, row["sweep"], wd).read_experiment())
     return pd.DataFrame(rows, columns=["sweep", "status", "started_utc", "driver", "tuning_trials", "report", "resume"])
+
+
+def resume_command(command: list[str] | None, sweep: str, logged: dict) -> str:
+    """The command that continues `sweep`: the one that started it (same experiment, overrides, options,
+    storage) with --resume in place of --name; without one recorded (a sweep started from Python), the
+    experiment's name and profile."""
+    if not command:
+        profile = f" --profile {logged['profile']}" if logged.get("profile") else ""
+        return f"sweeper run {logged.get('name', sweep)}{profile} --resume {sweep}"
+    kept, skip = [], False
+    for arg in command:  # a sweep is recorded only when it starts, never with --resume: drop --name alone
+        if skip:
+            skip = False
+        elif arg == "--name":
+            skip = True
+        elif not arg.startswith("--name="):
+            kept.append(arg)
+    return shlex.join([*kept, "--resume", sweep])
 
 
 def compare_sweeps(names: list[str], workdir: str | os.PathLike = "sweeper-work",

@@ -38,6 +38,7 @@ SERVER_TIMEOUT_S = 5
 PARENT_TABLE = "trials.csv"
 CHILD_TABLE = "checkpoints.csv"
 STATUS_TAG = "sweeper.status"  # running -> finished | interrupted | failed; "died" when found dead later
+COMMAND_TAG = "sweeper.command"  # the command line that started the sweep (JSON list), for its resume command
 OWNER_TAG = "sweeper.owner"    # host/pid/start time of the driver, to tell a killed sweep from a live one
 STORE_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks"}  # MLflow 3.17's
 TEXT_COLUMNS = ("attack", "method", "trial_id", "source_trial", "phase", "run_status", "hparams", "error", "node_id")
@@ -157,7 +158,7 @@ class Tracker:
         # CPU, on the cores its trials run on). A trial cut short is run again, so nothing is lost.
         self._pending: dict[str, tuple[list[Metric], dict]] = {}
 
-    def reserve(self, numbered: bool) -> str:
+    def reserve(self, numbered: bool, command: list[str] | None = None) -> str:
         """Create the sweep's experiment now, under its own name: the store's unique constraint on names
         makes this atomic, so two runs started together can never share one sweep. `numbered`: take the
         next free name (quickstart-2, ...); otherwise a taken name is an error."""
@@ -169,7 +170,8 @@ class Tracker:
             try:
                 self._experiment_id = self.client.create_experiment(
                     name, artifact_location=location,
-                    tags={STATUS_TAG: "running", OWNER_TAG: json.dumps(owner, sort_keys=True)})
+                    tags={STATUS_TAG: "running", OWNER_TAG: json.dumps(owner, sort_keys=True),
+                          **({COMMAND_TAG: json.dumps(command)} if command else {})})
             except MlflowException as e:
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -440,7 +442,7 @@ def sweep_overview(uri: str) -> list[dict]:
         started = datetime.fromtimestamp(e.creation_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
         out.append({"sweep": e.name, "status": e.tags.get(STATUS_TAG, ""), "started_utc": started,
                     "driver": f"{owner['host']}:{owner['pid']}" if owner.get("pid") else "",
-                    "tuning_trials": trials})
+                    "tuning_trials": trials, "command": json.loads(e.tags.get(COMMAND_TAG, "null"))})
     return out
 
 

@@ -202,12 +202,27 @@ def test_sweeps_lists_each_sweep_with_its_state_its_report_and_how_to_resume_it(
     assert list(table.sweep) == ["gone", "cut", "done"]  # newest first
     assert list(table.status) == ["died", "interrupted", "finished"]
     assert list(table.tuning_trials) == [0, 0, 1]
-    assert list(table.resume) == ["sweeper run gone --resume gone", "sweeper run ids --resume cut", ""]
+    assert list(table.resume) == ["sweeper run gone --resume gone", "sweeper run ids --resume cut", ""]  # from Python
     assert list(table.report) == ["", "", str(tmp_path / "report" / "done" / "report.html")]
     assert cli.main(["sweeps", "--workdir", str(tmp_path)]) == 0
     assert "sweeper run ids --resume cut" in capsys.readouterr().out
     assert cli.main(["sweeps", "--workdir", str(tmp_path / "none")]) == 2
     assert "no sweep found" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_the_resume_command_is_the_starting_one_with_resume_in_place_of_name():
+    started = ["sweeper", "run", "my exp.yaml", "--name", "a", "trials=3", "--storage", "s3://b/p?x=1", "--name=b"]
+    assert sweep.resume_command(started, "a", {}) == "sweeper run 'my exp.yaml' trials=3 --storage 's3://b/p?x=1' --resume a"
+    assert sweep.resume_command(None, "q-2", {"name": "q", "profile": "tiny"}) == "sweeper run q --profile tiny --resume q-2"
+
+
+def test_a_sweep_started_from_the_command_line_records_how_to_resume_it(tmp_path):
+    wd = tmp_path / "wd"
+    tracking.open_store(tracking.default_uri(wd), sweep.prepare_workdir(wd))
+    argv = ["sweeper", "run", "quickstart", "--workdir", str(wd), "trials=2", "--name", "x"]
+    tracking.Tracker(tracking.default_uri(wd), "x", wd).reserve(numbered=False, command=argv)
+    tracking.Tracker(tracking.default_uri(wd), "x", wd).set_status("interrupted")
+    assert list(sweep.list_sweeps(wd).resume) == [f"sweeper run quickstart --workdir {wd} trials=2 --resume x"]
 
 
 # -- Ray addresses ----------------------------------------------------------------------------------------
