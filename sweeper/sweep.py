@@ -450,8 +450,9 @@ def _abort(tracker, attack_runs: list["_AttackRun"], error: BaseException, progr
         progress(f"could not close every MLflow run ({type(e).__name__}); the next `sweeper run` in this store "
                  "marks them FAILED")
         return
+    resume = f"; `{resume_command(tracker.command, tracker.sweep, {})}` continues it" if tracker.command else ""
     progress(f"sweep {tracker.sweep} {'interrupted' if interrupted else 'failed'}: its open runs are {status}; "
-             f"`sweeper report --sweep {tracker.sweep}` writes its partial report")
+             f"`sweeper report --sweep {tracker.sweep}` writes its partial report{resume}")
 
 
 def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker, tuning, progress: Progress, where: str,

@@ -157,6 +157,7 @@ class Tracker:
         # trial instead of one per checkpoint (the driver's MLflow writes were ~10% of the quickstart's
         # CPU, on the cores its trials run on). A trial cut short is run again, so nothing is lost.
         self._pending: dict[str, tuple[list[Metric], dict]] = {}
+        self.command: list[str] | None = None  # the command line that started the sweep, when one did
 
     def reserve(self, numbered: bool, command: list[str] | None = None) -> str:
         """Create the sweep's experiment now, under its own name: the store's unique constraint on names
@@ -180,7 +181,7 @@ class Tracker:
                                        "--name (or leave it out to get a numbered one)") from None
                 i += 1
                 continue
-            self.sweep = name
+            self.sweep, self.command = name, command
             return name
 
     def set_status(self, status: str) -> None:
@@ -205,6 +206,7 @@ class Tracker:
         if found is None:
             raise SweeperError(f"no sweep named {self.sweep!r} in {self.uri}")
         self._experiment_id = found.experiment_id
+        self.command = json.loads(found.tags.get(COMMAND_TAG, "null"))
         self.client.set_experiment_tag(found.experiment_id, OWNER_TAG, json.dumps(procs.me(), sort_keys=True))
         self.set_status("running")
 

@@ -91,6 +91,9 @@ def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path)
     # Trials in flight when Ctrl-C came (there may be none at that instant) are KILLED as interrupted.
     assert (runs[runs.error.str.contains("interrupted")].status == "KILLED").all()
     assert sweep_status(wd, "tiny") == "interrupted"
+    assert any(f"--workdir {wd} --resume tiny` continues it" in ln for ln in run.lines), "\n".join(run.lines[-5:])
+    listed = cli(wd, "sweeps")
+    assert listed.returncode == 0 and f"--workdir {wd} --resume tiny" in listed.stdout, listed.stdout + listed.stderr
     rebuilt = cli(wd, "report")
     assert rebuilt.returncode == 0, rebuilt.stderr
     summary = pd.read_csv(wd / "report" / "tiny" / "summary.csv")
