@@ -25,7 +25,7 @@ from sweeper.scenario import Scenario, base_models
 from sweeper.training import Recipe
 from helpers import SWEEPER, run_method, states_equal
 
-QUICK = Path(__file__).resolve().parent.parent / "experiments" / "cifar10_quick.yaml"
+QUICK = Path(__file__).resolve().parents[2] / "experiments" / "cifar10_quick.yaml"
 
 
 class _Py2Pickler(pickle._Pickler):

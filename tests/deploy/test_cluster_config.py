@@ -28,7 +28,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from sweeper.storage import OBJECT_STORES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster.yaml"
 RAYJOB = ROOT / "deploy" / "rayjob.yaml"
 SETTINGS = ("SWEEPER_REPO", "SWEEPER_REV", "SWEEPER_EFS", "SWEEPER_STORAGE")

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from sweeper import cli, config, plugins, sweep
 from sweeper.registry import methods
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "my_method.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "my_method.py"
 
 
 @pytest.fixture(scope="module")
