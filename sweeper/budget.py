@@ -1,4 +1,5 @@
-"""Compute budgets in cost units (DESIGN §3) and the anytime-checkpoint contract.
+"""Compute budgets in cost units and the anytime-checkpoint contract (docs/architecture.md, Cost units
+and Budgets and checkpoints).
 
 A unit is one example through the model forward (1); a backward pass costs 2; a per-example gradient 3.
 Budgets are fractions of C_retrain. Methods ask `room(want, per_item)` before each step and `charge`

@@ -1,4 +1,5 @@
-"""Accuracy, membership inference, removal and the search objective (DESIGN §3)."""
+"""Accuracy, membership inference, removal and the search objective (docs/architecture.md, Removal,
+Objective, Membership inference)."""
 from __future__ import annotations
 
 import math

@@ -35,7 +35,8 @@ class Recipe:
     compile: bool = False   # torch.compile the model for training (same math, faster steps on a GPU)
 
     def retrain_units(self, n_clean: int) -> int:
-        """C_retrain = 3 x epochs x |S_clean| (forward 1 + backward 2 per example; DESIGN §3)."""
+        """C_retrain = 3 x epochs x |S_clean|: forward 1 + backward 2 per example
+        (docs/architecture.md, Cost units)."""
         return 3 * self.epochs * n_clean
 
     def as_dict(self) -> dict:

@@ -4,7 +4,7 @@ Gu, Dolan-Gavitt, Garg, "BadNets: Identifying Vulnerabilities in the Machine Lea
 Chain", 2017, arXiv 1708.06733. A white square patch in the bottom-right corner is stamped on a random
 fraction of training images of other classes, which are relabelled to one target class; a model that
 learns the shortcut sends any patched image to that class. Defaults: 10% poison ratio, all-to-one target
-0 (BackdoorBench), a 3x3 patch (Corrective Machine Unlearning bench) — METHOD_RANGES.md.
+0 (BackdoorBench), a 3x3 patch (Corrective Machine Unlearning bench): docs/method_ranges.md, Attacks.
 
 The attack success rate (ASR) is measured on patched held-out points whose true label is not the
 target; `craft` sees only the training split, so it sets `eval_fraction` of it aside for that (never

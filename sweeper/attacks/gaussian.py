@@ -5,7 +5,7 @@ ICLR 2025, arXiv 2406.17216. A random subset of training points gets ξ ~ N(0, �
 (in [0, 1] pixel units, never clipped or quantised), labels kept. If a model never saw ξ, the score
 I = <ξ, ∇ₓℓ(θ; x, y)> / (ε‖∇ₓℓ‖) at the clean input x is exactly N(0, 1); training on x + ξ pushes it
 negative. The paper's CIFAR-10 setting is 1.5% of points at ε = 0.3; our digits default (20%, ε = 1.0)
-is the scale at which a small CNN on 1,197 images memorises the noise measurably (STACK_NOTES).
+is the scale at which a small CNN on 1,197 images memorises the noise measurably (docs/stack.md, Measurements).
 
 On text (token ids; the scenario passes `text=DataSet.text`) the noise goes on the token-embedding output
 of a poisoned text's non-padding positions, as in the paper's GPT-2 experiments: each poison carries a
@@ -27,7 +27,7 @@ from ._base import Poisoning
 MODALITIES = ("image", "text")  # the data it applies to (checked when an experiment is read)
 PAPER = "Pawelczyk et al., ICLR 2025, arXiv 2406.17216"
 RETRAIN_EFFECT = 0.0  # E[GUS] = 0 on any model that never saw the noise: removal uses this exact value
-FRESH_DRAWS = 100     # fresh-noise scores per poison for the TPR at 1% FPR (DESIGN §3: at least 100)
+FRESH_DRAWS = 100     # fresh-noise scores per poison for the TPR at 1% FPR (docs/architecture.md, GUS)
 _NOISE, _FRESH, _MIA = 11, 12, 13  # generator streams: training noise, GUS null draws, MIA non-members
 # eps > 0, not ≥ 0: GUS divides by ε, and ε = 0 adds no noise (nothing to poison or to remove).
 RANGES = {"fraction": FRACTION, "eps": POSITIVE}

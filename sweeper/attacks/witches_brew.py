@@ -6,7 +6,8 @@ poisoning-gradient-matching (read at commit 90bd7d2; the lines cited below are i
 target (a test image and an adversarial class), images of that class get perturbations Δ, ‖Δ‖∞ ≤ ε with
 x + Δ in the pixel box, whose training gradient on a clean surrogate aligns (cosine) with the gradient
 that would send the target to the adversarial class; their labels stay correct. T = 4 targets are crafted
-into one θ_poisoned (DESIGN §2), each with a disjoint poison subset of its adversarial class.
+into one θ_poisoned (docs/architecture.md, Attacks), each with a disjoint poison subset of its adversarial
+class.
 
 Surrogate and targets. Given the scenario's `victim` (scenario._craft passes it), the surrogate is the
 victim's own model (`victim.build`, from a seed of this attack's stream) trained with the victim's recipe
@@ -46,7 +47,7 @@ What the reference runs (defaults in forest/options.py), and what we do:
 
 Deviations (ours):
 - T targets, each with its own target gradient and a disjoint poison subset of its own adversarial class,
-  drawn uniformly among the other classes (DESIGN §2). The reference's default threat model
+  drawn uniformly among the other classes (docs/architecture.md, Attacks). The reference's default threat model
   (`single-class`, options.py:19; kettle.py:316-329) has 1 target (options.py:30); with several, one joint
   gradient over targets of one class, all poisons from one class.
 - Poisons per target: round(budget·n), not ceil (kettle.py:374).

@@ -5,7 +5,7 @@ Splits: test = the official test set; validation = `n_val` images carved from th
 (stratified, split seed 0, as digits); train = the rest, or a stratified subsample of `n_train` of it (same
 seed) for quick runs. Images are float32 in [0, 1], NCHW, like every data set here: attacks add their
 float residuals to `Split.x` in place, so keeping the clean images as uint8 would need a separate residual
-in `Split` and in every attack (DESIGN §2 allows it; not done: 45,000 images are ~550 MB of float32).
+in `Split` and in every attack (allowed, but not done: 45,000 images are ~550 MB of float32).
 
 torchvision checks md5 sums in two places (`_check_integrity` for the batch files, `_load_meta` for the
 meta file); files written by tests or tools cannot match them. `skip_checksums` swaps in a subclass whose

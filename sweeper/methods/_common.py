@@ -37,8 +37,8 @@ class UnlearnData:
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """A hyperparameter-free result (SSD's importances, SalUn's saliency) computed once per
         (scenario, seed) and reused by every trial. The caller still charges its full cost to every
-        trial (DESIGN §3): caching saves wall time, not units. A corrupt file is recomputed and
-        replaced, with a warning naming it."""
+        trial (docs/architecture.md, Cost units): caching saves wall time, not units. A corrupt file is
+        recomputed and replaced, with a warning naming it."""
         if self.cache_dir is None:
             return compute()
         path = Path(self.cache_dir) / f"{key}.pt"

@@ -4,8 +4,8 @@ Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless Net: Selective Forg
 Networks" (CVPR 2020, arXiv 1911.04933). θ ← θ + (α·min(1/max(F_r, 1e-8), 1e3))^{1/4} ⊙ n, n ~ N(0, I),
 with F_r the diagonal of the empirical Fisher on retain (mean of squared per-example loss gradients at
 the true labels, eval mode); no training. `alpha` is the product λσ² of the paper's (λσ²)^{1/4}·F^{-1/4}
-(DESIGN's form). The cap 1e3 on the inverse Fisher is the reference code's variance cap
-(github.com/AdityaGolatkar/SelectiveForgetting, Forgetting.ipynb, raw .ipynb lines 1542-1547:
+(the form in docs/architecture.md, Methods). The cap 1e3 on the inverse Fisher is the reference code's
+variance cap (github.com/AdityaGolatkar/SelectiveForgetting, Forgetting.ipynb, raw .ipynb lines 1542-1547:
 var = α_ref·min(1/(F + 1e-8), 1e3), noise std √var, applied at lines 1689-1693 with α_ref = 1e-6).
 
 Default, re-derived so that it perturbs as the reference's default does: wherever the cap binds
@@ -17,11 +17,11 @@ by a decade each side. (The old default 1e-6, α_ref used under the ¼ power, ga
 Cost: the per-example Fisher costs 3 units per retain example, is hyperparameter-free, computed once
 per (scenario, seed) and charged to every trial.
 
-Deliberate deviations: the ¼-power form (DESIGN) instead of the reference's √(α/F); the Fisher at the
-true labels rather than the reference's expectation over predicted labels (its `hessian`, lines
-1433-1458: one backward per class per example); per-entry noise, without the reference's averaging of
-the variance over each weight row (lines 1549-1550), its tighter cap 1e2 on the last layer (1545-1546)
-and its ×10 on the last layer and one-dimensional parameters (1558-1563)."""
+Deliberate deviations: the ¼-power form (docs/architecture.md, Methods) instead of the reference's √(α/F); the
+Fisher at the true labels rather than the reference's expectation over predicted labels (its `hessian`, lines
+1433-1458: one backward per class per example); per-entry noise, without the reference's averaging of the
+variance over each weight row (lines 1549-1550), its tighter cap 1e2 on the last layer (1545-1546) and its ×10
+on the last layer and one-dimensional parameters (1558-1563)."""
 from __future__ import annotations
 
 import torch
@@ -33,7 +33,7 @@ from ._common import TRAIN_STEP, cache_key, device_of, to_cpu, to_device
 
 PAPER = "Golatkar et al., CVPR 2020, arXiv 1911.04933"
 KIND = "fixed"
-PER_EXAMPLE_GRADIENT = TRAIN_STEP  # DESIGN §3: a per-example gradient costs 3 units
+PER_EXAMPLE_GRADIENT = TRAIN_STEP  # docs/architecture.md, Cost units: a per-example gradient costs 3 units
 FISHER_FLOOR = 1.0e-8
 INVERSE_FISHER_CAP = 1.0e3  # the reference's var.clamp(max=1e3) (Forgetting.ipynb line 1544)
 CHUNK = 256  # examples per vmapped batch: memory only, the result does not depend on it

@@ -18,10 +18,10 @@ Only the NLL retain loss: the KL variant needs a reference model and is `npo`'s 
 update hardly depends on the loss's overall scale, so γ is kept for the benchmarks' names but its
 search space fixes it at 1; α (= α/γ) is searched.
 
-What differs from `neggrad_plus` (the same method as the SCRUB repository runs it, DESIGN §2):
-independent weights γ, α instead of β, 1−β (the same direction for α/γ = β/(1−β)); no L2 pull toward
-θ_poisoned; AdamW instead of plain SGD; forget and retain batches of equal size (NegGrad+'s forget
-batch is half the retain batch); forget batches from data stream 0, as `ga`'s.
+What differs from `neggrad_plus` (the same method as the SCRUB repository runs it,
+docs/architecture.md, Methods): independent weights γ, α instead of β, 1−β (the same direction for α/γ =
+β/(1−β)); no L2 pull toward θ_poisoned; AdamW instead of plain SGD; forget and retain batches of equal size
+(NegGrad+'s forget batch is half the retain batch); forget batches from data stream 0, as `ga`'s.
 
 Deliberate deviations from open-unlearning, as in `npo` (see there): eval mode (BatchNorm statistics
 frozen; HF's train mode changes nothing in the reference's LLMs), a constant learning rate (no
