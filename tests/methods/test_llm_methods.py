@@ -212,14 +212,3 @@ def test_npo_with_retain_term_is_adamw_on_paired_batches_step_for_step(tiny_base
         for k, v in model.state_dict().items():
             torch.testing.assert_close(state[k], v, rtol=0, atol=lr * 1e-2)
     assert not states_equal(model.state_dict(), tiny_base.poisoned)
-
-
-@pytest.mark.parametrize("name", ["npo", "grad_diff"])
-def test_checkpoint_equals_a_shorter_trial(tiny_base, name):
-    """DESIGN §3: the model at checkpoint 0.04 of a longer trial (evaluated in between) is a 0.04 trial's."""
-    model = tiny_base.model("poisoned")
-    _, _, long = run_method(tiny_base, name, (0.02, 0.04, 0.06), model=model, lr=1.0e-3,
-                            on_checkpoint=lambda *_: mean_loss(model, tiny_base.poisoning.retain))
-    _, _, short = run_method(tiny_base, name, (0.04,), lr=1.0e-3)
-    assert long[1][:2] == short[0][:2] and states_equal(long[1][2], short[0][2])
-    assert not states_equal(long[2][2], short[0][2])

@@ -8,7 +8,6 @@ import torch
 from torch.nn import functional as F
 
 from sweeper import methods as _methods
-from sweeper.budget import Budget
 from sweeper.methods import bad_teacher, eu_k, fisher_forget, random_label, salun, scrub, ssd
 from sweeper.methods._common import distill_kl, frozen_copy, optimizer, reinitialise
 from sweeper.registry import methods
@@ -135,32 +134,6 @@ def test_salun_updates_only_masked_parameters(tiny_base):
         assert torch.equal(after[name][~m], before[name][~m]), name
         moved += int((after[name][m] != before[name][m]).sum())
     assert moved > 0.5 * int(total * ratio)
-
-
-def run_like_a_trial(base, name, budgets, **hparams):
-    """As `run_method`, but each checkpoint evaluates the model as the trial does (eval mode, forward)."""
-    model = base.model("poisoned")
-    states = {}
-
-    @torch.no_grad()
-    def checkpoint(fraction, units):
-        mean_loss(model, base.poisoning.retain)  # leaves the model in eval mode, as the trial's metrics do
-        states[fraction] = (units, {k: v.clone() for k, v in model.state_dict().items()})
-
-    methods.get(name).unlearn(model, unlearn_data(base), Budget(base.retrain_units, list(budgets), checkpoint),
-                              **hparams)
-    return states
-
-
-@pytest.mark.parametrize("name, hparams", [
-    ("l1_sparse", {"gamma": 1.0e-3}), ("eu_k", {}), ("cf_k", {}), ("scrub", {}), ("salun", {}),
-    ("random_label", {}), ("bad_teacher", {})])
-def test_checkpoint_equals_a_shorter_trial(tiny_base, name, hparams):
-    long = run_like_a_trial(tiny_base, name, (0.02, 0.04, 0.06, 0.08, 0.10), **hparams)
-    short = run_like_a_trial(tiny_base, name, (0.04,), **hparams)
-    assert long[0.04][0] == short[0.04][0]
-    assert states_equal(long[0.04][1], short[0.04][1])  # buffers (BatchNorm statistics) included
-    assert not states_equal(long[0.10][1], short[0.04][1])
 
 
 def test_l1_sparse_penalty_shrinks_the_l1_norm(tiny_base):
