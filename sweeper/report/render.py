@@ -1,0 +1,176 @@
+"""The report's files: plots, the console table, report.html, and `write`, which puts every file of a
+report into its folder (summary.csv, equivalence.csv, resolution.csv, importance.csv, trials.csv, two PNGs,
+report.html, PARTIAL.txt). The only part of the report that imports matplotlib (on first plot)."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..metrics import ACCURACY_TOLERANCE
+from .selection import REFERENCES
+from .stats import EQUIVALENT_ACC, resolution
+from .summary import _with_defaults, equivalence, importance, summarize
+
+
+def _plt():
+    """matplotlib on first plot only, headless (Agg): a sweep on a machine without a display still plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_removal(summary: pd.DataFrame, path: Path) -> None:
+    """Per attack: each method's fresh-seed removal (95% CI) against budget, retrain and none as lines."""
+    plt = _plt()
+    attacks_ = sorted(summary.attack.unique())
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        s = summary[summary.attack == attack]
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 13+ methods: distinct colours
+        for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
+            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0)
+            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0)
+            ax.errorbar(m.budget, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
+        ax.axhline(1.0, color="black", ls="--", lw=1, label="retrain (cost 1.0)")
+        ax.axhline(0.0, color="grey", ls=":", lw=1, label="none (cost 0)")
+        ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (95% CI)",
+               xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
+    """Per attack: removal against cost, coloured by test accuracy, with the non-dominated rows joined."""
+    plt = _plt()
+    attacks_ = sorted(summary.attack.unique())
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        s = summary[(summary.attack == attack) & ~summary.method.isin(REFERENCES)]
+        ok = s[s.status == "ok"]
+        sc = ax.scatter(ok.cost_fraction, ok.removal, c=ok.acc_test, cmap="viridis", s=25, label="accuracy kept")
+        bad = s[s.status == "accuracy_violated"]
+        ax.scatter(bad.cost_fraction, bad.removal, marker="x", color="red", s=20, label="accuracy violated")
+        front = ok[ok.pareto.fillna(False).astype(bool)].sort_values("cost_fraction")
+        ax.plot(front.cost_fraction, front.removal, color="black", lw=1, marker="o", mfc="none", ms=9,
+                label="non-dominated")
+        for _, r in front.iterrows():
+            ax.annotate(r.method, (r.cost_fraction, r.removal), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.scatter([0, 1], [0, 1], marker="*", s=120, color=["grey", "black"])
+        ax.annotate("none", (0, 0), fontsize=8, xytext=(4, -10), textcoords="offset points")
+        ax.annotate("retrain", (1, 1), fontsize=8, xytext=(-40, -12), textcoords="offset points")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set(xlim=(0, 1.2), title=f"{attack}: removal vs cost",
+               xlabel="cost (fraction of retraining)", ylabel="removal (fresh seeds)")
+        fig.colorbar(sc, ax=ax, label="test accuracy")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _with_halfwidth(s: pd.DataFrame) -> list[str]:
+    """Removal as "mean ± half-width" ("-" where undefined, the mean alone where it has no interval)."""
+    return [("-" if not math.isfinite(r) else f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else f"{r:.3f}")
+            for r, h in zip(s.removal.astype(float), s.removal_halfwidth.astype(float))]
+
+
+def table(summary: pd.DataFrame) -> str:
+    """The summary's main columns as the plain-text table the sweep prints when it ends."""
+    s = summary.copy()
+    s["removal ± 95%"] = _with_halfwidth(s)
+    cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "gus_z",
+            "cost_fraction", "n_trials", "verdict", "status"]
+    with pd.option_context("display.width", 200, "display.max_rows", 1000):
+        return s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def _img(path: Path) -> str:
+    """A PNG inlined, so report.html is one file that can be mailed or moved alone."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+
+
+def _resolution_text(res: pd.DataFrame, delta: float) -> str:
+    """`resolution` in one sentence per attack, for the top of report.html."""
+    parts = []
+    for r in res.itertuples():
+        need = res.loc[r.Index, f"fresh_seeds_for_delta_{delta:g}"]
+        if math.isfinite(r.smallest_delta):
+            parts.append(f"{html.escape(r.attack)} ({r.test}, {r.n_fresh} fresh seeds): the smallest resolvable δ is "
+                         f"{r.smallest_delta:.2f}; δ = {delta:g} needs about {need:.0f} fresh seeds")
+        else:
+            parts.append(f"{html.escape(r.attack)}: cannot be estimated (the retrain row has no interval)")
+    return "; ".join(parts) or "no retrain row"
+
+
+def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder: Path, delta: float,
+              title: str) -> str:
+    """report.html: how to read it, the two plots (inlined), the verdicts, the summary and the importances."""
+    fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
+    compact = summary.copy()
+    compact["removal ± 95%"] = _with_halfwidth(compact)
+    cols = ["attack", "method", "budget", "removal ± 95%", "removal_pooled", "removal_tuning", "acc_test",
+            "acc_test_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "verdict",
+            "verdict_test", "pareto", "status", "hparams"]
+    for c in ("n_trials", "n_fresh"):
+        compact[c] = compact[c].astype("Int64")
+    n_fresh = int(summary.n_fresh.max()) if summary.n_fresh.notna().any() else 0
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}} th{{background:#f4f4f4}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><b>Resolution.</b> {_resolution_text(resolution(summary, delta), delta)}. A method exactly as good as retraining
+reads <i>equivalent</i> only when δ exceeds the half-width its interval gets (estimated from the retrain row's).</p>
+<p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
+configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
+with a Student-t 95% interval (half-width shown), <code>removal_tuning</code> the optimistic tuning value.
+<b>Verdict</b> against retraining at margin δ = {delta:g}: <i>equivalent</i> = lower 95% bound of removal &gt; 1 − δ and
+test accuracy within {EQUIVALENT_ACC} of retrain's; <i>worse</i> = upper 95% bound &lt; 1 − δ (significantly short of
+retraining); <i>inconclusive</i> = neither (too few or too noisy seeds to tell). The <code>retrain</code> row goes through the
+same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective: validation accuracy within
+{ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining; <code>tuning_cost_retrains</code> counts
+every unit the method's search spent.</p>
+<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
+<h2>Verdict per method</h2>{eq.to_html(**fmt)}
+<h2>Pareto view</h2>{_img(folder / "pareto.png")}
+<h2>Summary</h2><p>One row per (attack, method, budget); every column, intervals included, is in
+<code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
+<h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
+</body></html>"""
+
+
+def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, title: str = "sweeper report",
+          plan: dict | None = None, partial: str | None = None) -> pd.DataFrame:
+    """summary.csv, equivalence.csv, resolution.csv, importance.csv, trials.csv, two PNGs and report.html into
+    `folder`. `partial`: why the sweep is incomplete (interrupted, died, ...); said in the title and in
+    PARTIAL.txt. Returns the summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = _with_defaults(rows)
+    summary = summarize(rows, delta, plan)
+    if partial:
+        title = f"{title} (PARTIAL: {partial})"
+    (folder / "PARTIAL.txt").unlink(missing_ok=True)  # a report rebuilt once the sweep completed is not partial
+    eq = equivalence(summary)
+    tune = rows[rows.phase == "tune"]
+    imp = importance(tune, space_of) if space_of else pd.DataFrame(columns=["attack", "method", "parameter", "importance"])
+    summary.to_csv(folder / "summary.csv", index=False)
+    eq.to_csv(folder / "equivalence.csv", index=False)
+    resolution(summary, delta).to_csv(folder / "resolution.csv", index=False)
+    imp.to_csv(folder / "importance.csv", index=False)
+    rows.to_csv(folder / "trials.csv", index=False)
+    plot_removal(summary, folder / "removal_vs_budget.png")
+    plot_pareto(summary, folder / "pareto.png")
+    (folder / "report.html").write_text(html_page(summary, eq, imp, folder, delta, title))
+    if partial:
+        (folder / "PARTIAL.txt").write_text(f"This sweep is incomplete: {partial}. Rows of methods it never reached "
+                                            "say not_run; rows without fresh-seed measurements say no_fresh.\n")
+    return summary

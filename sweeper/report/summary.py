@@ -1,0 +1,270 @@
+"""The summary: one row per (attack, method, budget) of what a sweep set out to measure, with its chosen
+configuration's fresh-seed removal, interval, verdict and status; plus the per-method equivalence answer,
+the Pareto front and hyperparameter importance (docs/architecture.md, Statistics)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..metrics import DIVERGED
+from ..registry import methods
+from .selection import REFERENCES, _usable, best_per_budget, tuning_cost
+from .stats import POOLED_GUS, attack_worked, pooled_removal, pooled_z, t_interval, test_for, verdict
+
+MIN_TRIALS_FOR_IMPORTANCE = 20
+MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
+SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "cost/fraction",
+          "cost_seconds": "cost/seconds"}
+COLUMNS = (["attack", "method", "budget"]
+           + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
+           + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
+              "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
+              "removal_pooled_ci_high", "verdict_test", "equivalent_to_retrain", "verdict", "pareto",
+              "status", "trial_id", "hparams"])
+
+
+def plan_of(experiment: dict) -> dict:
+    """What a sweep set out to measure (from its resolved experiment, `Experiment.as_dict()`): every
+    (attack, method, budget) gets a row, whatever happened to its runs."""
+    return {"attacks": [s["attack"] for s in experiment["scenarios"]], "methods": list(experiment["methods"]),
+            "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(experiment.get("fresh_seeds"))}
+
+
+def _plan_from_rows(rows: pd.DataFrame) -> dict:
+    searched = rows[~rows.method.isin(REFERENCES) & (rows.phase == "tune")]
+    return {"attacks": sorted(rows.attack.dropna().unique()),
+            "methods": sorted(rows[~rows.method.isin(REFERENCES)].method.dropna().unique()),
+            "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool((rows.phase == "fresh").any())}
+
+
+def _measure(row: dict, fresh: pd.DataFrame, best: pd.Series | None) -> None:
+    """Fill mean / interval of each measured quantity from the fresh rows, and its tuning value from the
+    chosen trial. A missing fresh measurement stays missing (NaN): a tuning value is never put in its place."""
+    for name, key in MEASURED.items():
+        mean, lo, hi = t_interval(fresh[key]) if not fresh.empty else (math.nan,) * 3
+        tuned = best.get(key, math.nan) if best is not None else math.nan
+        row.update({name: mean, f"{name}_ci_low": lo, f"{name}_ci_high": hi,
+                    f"{name}_halfwidth": (hi - lo) / 2 if math.isfinite(lo) else math.nan, f"{name}_tuning": tuned})
+    row["gus_z"] = pooled_z(fresh) if not fresh.empty else math.nan
+    row["gus_z_tuning"] = best.get("gus/z", math.nan) if best is not None else math.nan
+    for name, key in SIMPLE.items():
+        row[name] = float(fresh[key].mean()) if key in fresh and not fresh.empty else math.nan
+    row["n_fresh"] = int(fresh["seed"].nunique()) if "seed" in fresh and not fresh.empty else 0
+
+
+def _status(row: dict, worked: bool | None, fresh_failed: bool) -> str:
+    """Why a searched row has, or has no, removal; the first reason that applies wins."""
+    if worked is None:
+        return "reference_failed"  # without none/retrain nobody can say whether the attack worked
+    if not worked:
+        return "attack_ineffective"
+    if row.get("objective_tuning", 0) <= DIVERGED:
+        return "diverged"
+    if row.get("objective_tuning", 0) < -1:
+        return "accuracy_violated"  # even the best trial lost more than the tolerated accuracy
+    if row.get("n_fresh", 0) == 0:
+        return "fresh_failed" if fresh_failed else "no_fresh"
+    if not math.isfinite(row.get("removal", math.nan)):
+        return "diverged"
+    return "ok"
+
+
+def _with_defaults(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with every column the summary reads (older or partial rows may lack some)."""
+    rows = rows.copy()
+    for col, default in (("attack", None), ("method", None), ("budget", math.nan), ("phase", "tune"),
+                         ("seed", math.nan), ("source_trial", None), ("n_seeds", 1), ("run_status", "FINISHED"),
+                         ("trial_id", None), ("hparams", "{}"), ("objective", math.nan)):
+        if col not in rows:
+            rows[col] = default
+    return rows
+
+
+def summarize(rows: pd.DataFrame, delta: float = 0.1, plan: dict | None = None) -> pd.DataFrame:
+    """One row per (attack, method, budget) of `plan` (default: what the rows contain), references first.
+    Methods without usable runs still get their rows, with a status saying why."""
+    rows = _with_defaults(rows)
+    plan = plan or _plan_from_rows(rows)
+    tune, fresh = _usable(rows[rows.phase == "tune"]), _usable(rows[rows.phase == "fresh"])
+    best, spent = best_per_budget(tune), tuning_cost(tune)
+    out = []
+    for attack in plan["attacks"]:
+        t_att = tune[tune.attack == attack]
+        ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"])
+        out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in REFERENCES]
+        out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
+    summary = pd.DataFrame(out, columns=COLUMNS)
+    summary["pareto"] = pareto_front(summary)
+    return summary.reindex(columns=COLUMNS)
+
+
+@dataclass
+class _Context:
+    """What every row of one attack is computed against."""
+    attack: str
+    best: pd.DataFrame       # the chosen tuning checkpoint per (attack, method, budget)
+    fresh: pd.DataFrame      # usable fresh rows of this attack
+    rows: pd.DataFrame       # every row of this attack, failed ones included
+    failed: pd.DataFrame     # rows of FAILED runs of this attack
+    worked: bool | None      # None: the references could not be measured
+    spent: dict
+    retrain_acc: float
+    delta: float
+    fresh_expected: bool
+
+
+def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.DataFrame, best: pd.DataFrame,
+             spent: dict, delta: float, fresh_expected: bool) -> _Context:
+    """Whether the attack worked and retraining's accuracy: from the fresh references, else (no fresh phase
+    yet) from the tuning ones."""
+    refs = f_att[f_att.method.isin(REFERENCES)]
+    t_refs = t_att[t_att.method.isin(REFERENCES)]
+    worked = attack_worked(refs if not refs.empty else t_refs, attack)
+    retrain_acc = float(refs[refs.method == "retrain"]["acc/test"].mean()) if not refs.empty else math.nan
+    mine = rows[rows.attack == attack]
+    return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, retrain_acc, delta,
+                    fresh_expected)
+
+
+def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
+    """The row of `none` (budget 0) or `retrain` (budget 1): measured like a method's, never searched."""
+    row = {"attack": ctx.attack, "method": method, "budget": 0.0 if method == "none" else 1.0,
+           "n_trials": 1, "trial_id": method, "hparams": "{}",
+           "objective_tuning": tuned["objective"].iloc[0] if not tuned.empty else math.nan}
+    _measure(row, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
+    if tuned.empty and row["n_fresh"] == 0:
+        ran = (ctx.rows.method == method).any()
+        row["status"] = "failed" if (ctx.failed.method == method).any() else ("not_run" if not ran else "no_fresh")
+    elif ctx.worked is None:
+        row["status"] = "reference_failed"
+    elif ctx.fresh_expected and row["n_fresh"] == 0:
+        row["status"] = "fresh_failed" if (ctx.failed.method == method).any() else "no_fresh"
+    else:
+        row["status"] = "ok" if ctx.worked else "attack_ineffective"
+    if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
+        _judge(row, ctx, ctx.fresh[ctx.fresh.method == method])
+    return row
+
+
+def _method_row(ctx: _Context, method: str, budget: float) -> dict:
+    row = {"attack": ctx.attack, "method": method, "budget": budget, "n_trials": 0,
+           "tuning_cost_retrains": ctx.spent.get((ctx.attack, method), math.nan), "equivalent_to_retrain": False}
+    best = ctx.best
+    pick = best[(best.attack == ctx.attack) & (best.method == method) & (best.budget == budget)]
+    if pick.empty:
+        row["status"] = _why_no_pick(ctx, method)
+        return row
+    b = pick.iloc[0]
+    f = ctx.fresh
+    mine = f[(f.method == method) & (f.source_trial == b["trial_id"]) & (f.budget == budget)]
+    fresh_failed = bool(((ctx.failed.method == method) & (ctx.failed.phase == "fresh")
+                         & (ctx.failed.source_trial == b["trial_id"])).any())
+    row.update(n_trials=int(b["n_trials"]), trial_id=b["trial_id"], hparams=b["hparams"],
+               objective_tuning=b["objective"])
+    _measure(row, mine, b)
+    row["status"] = _status(row, ctx.worked, fresh_failed)
+    if row["status"] in ("attack_ineffective", "diverged", "reference_failed"):
+        row["removal"] = math.nan  # undefined, whatever a formula would print
+    if row["status"] == "ok":
+        _judge(row, ctx, mine)
+    row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
+    return row
+
+
+def _why_no_pick(ctx: _Context, method: str) -> str:
+    """Status of a (method, budget) without a usable tuning checkpoint."""
+    mine = ctx.rows[(ctx.rows.method == method) & (ctx.rows.phase == "tune")]
+    if mine.empty:
+        return "not_run"        # the sweep never got to this method (interrupted, or it died)
+    if (mine.run_status == "FAILED").all():
+        return "failed"         # every trial raised; their errors are in the runs' `error` tags
+    return "over_budget" if _is_fixed(method) else "no_trials"
+
+
+def _is_fixed(method: str) -> bool:
+    return method in methods and getattr(methods.get(method), "KIND", "anytime") == "fixed"
+
+
+def _judge(row: dict, ctx: _Context, mine: pd.DataFrame) -> None:
+    """The row's verdict by its attack's test (see T_TEST / POOLED_GUS)."""
+    row["verdict_test"] = test_for(ctx.attack, ctx.fresh)
+    lo, hi = row["removal_ci_low"], row["removal_ci_high"]
+    if row["verdict_test"] == POOLED_GUS:
+        poisoned = ctx.fresh[(ctx.fresh.method == "none") & ctx.fresh.seed.isin(mine.seed)]
+        r, lo, hi = pooled_removal(mine, poisoned)
+        row.update(removal_pooled=r, removal_pooled_ci_low=lo, removal_pooled_ci_high=hi)
+    row["verdict"] = verdict(lo, hi, row["acc_test"], ctx.retrain_acc, ctx.delta)
+
+
+def pareto_front(summary: pd.DataFrame) -> list[bool]:
+    """Non-dominated (removal up, cost down) among rows that keep accuracy (status ok), per attack."""
+    flags = []
+    for _, r in summary.iterrows():
+        if r.get("status") != "ok" or not math.isfinite(r.get("removal", math.nan)):
+            flags.append(False)
+            continue
+        peers = summary[(summary.attack == r.attack) & (summary.status == "ok")]
+        dominated = ((peers.cost_fraction <= r.cost_fraction) & (peers.removal >= r.removal)
+                     & ((peers.cost_fraction < r.cost_fraction) | (peers.removal > r.removal))).any()
+        flags.append(not dominated)
+    return flags
+
+
+def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (attack, method): the three-way answer over its budgets, in words ("equivalent from budget b",
+    "worse at every budget", "worse at b1, b2; inconclusive at b3", "inconclusive"), and the smallest
+    equivalent budget (empty when there is none)."""
+    out = []
+    searched = summary[~summary.method.isin(REFERENCES)]
+    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+        eq = g[g.verdict == "equivalent"]
+        out.append({"attack": attack, "method": method, "verdict": _in_words(g),
+                    "smallest_equivalent_budget": f"{eq.budget.min():g}" if not eq.empty else "",
+                    "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0]})
+    return pd.DataFrame(out)
+
+
+def _in_words(g: pd.DataFrame) -> str:
+    judged = g[g.verdict.isin(["equivalent", "worse", "inconclusive"])]
+    if judged.empty:
+        return "no verdict (" + ", ".join(sorted(set(g.status.dropna()))) + ")"
+    eq = judged[judged.verdict == "equivalent"]
+    if not eq.empty:
+        return f"equivalent from budget {eq.budget.min():g}"
+    worse = judged[judged.verdict == "worse"]
+    if len(worse) == len(judged):
+        return "worse at every budget" if len(judged) == len(g) else \
+            f"worse at every judged budget ({', '.join(f'{b:g}' for b in worse.budget)})"
+    if worse.empty:
+        return "inconclusive"
+    rest = judged[judged.verdict == "inconclusive"]
+    return (f"worse at {', '.join(f'{b:g}' for b in worse.budget)}; "
+            f"inconclusive at {', '.join(f'{b:g}' for b in rest.budget)}")
+
+
+def importance(tune: pd.DataFrame, space_of) -> pd.DataFrame:
+    """Per method, Optuna's parameter importances over its tuning trials' final objectives; below
+    MIN_TRIALS_FOR_IMPORTANCE trials it says so instead of printing noise."""
+    from .. import spaces
+
+    out = []
+    searched = _usable(tune[~tune.method.isin(REFERENCES)])
+    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+        final = g.sort_values("budget").groupby("trial_id").tail(1)
+        if len(final) < MIN_TRIALS_FOR_IMPORTANCE:
+            out.append({"attack": attack, "method": method, "parameter": "-",
+                        "importance": f"too few trials ({len(final)} < {MIN_TRIALS_FOR_IMPORTANCE})"})
+            continue
+        trials = [(json.loads(h), v) for h, v in zip(final.hparams, final.objective)]
+        try:
+            scores = spaces.importances(space_of(method), trials)
+        except Exception as e:  # a space edited since the sweep ran, a constant objective, ...
+            scores = {"-": f"not computed ({type(e).__name__})"}
+        out += [{"attack": attack, "method": method, "parameter": k,
+                 "importance": round(v, 3) if isinstance(v, float) else v} for k, v in scores.items()]
+    return pd.DataFrame(out, columns=["attack", "method", "parameter", "importance"])
+
+
