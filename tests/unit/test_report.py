@@ -1,6 +1,8 @@
 """Report statistics on hand-made checkpoint rows (the numbers are chosen so each rule can fail)."""
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -184,3 +186,27 @@ def test_t_interval_covers_the_true_mean_95_percent_of_the_time(n):
 ])
 def test_noninferiority_verdict_on_both_sides_of_its_margins(ci_low, acc, verdict):
     assert report.noninferior(ci_low, acc, retrain_acc=0.98, delta=0.1) is verdict
+
+
+def test_the_sweep_can_pick_fresh_trials_without_loading_the_rest_of_the_report():
+    """`sweeper.report.selection` is what a running sweep imports: it must not pull in scipy, matplotlib
+    or the other parts of the report (a fresh interpreter, so nothing was loaded before)."""
+    code = ("import sys, sweeper; before = set(sys.modules); import sweeper.report.selection; "
+            "new = set(sys.modules) - before; "
+            "assert 'matplotlib' not in sys.modules and 'sweeper.report.render' not in sys.modules, 'render'; "
+            "parts = {'sweeper.report.summary', 'sweeper.report.stats'} & new; assert not parts, sorted(parts); "
+            "heavy = {m.split('.')[0] for m in new} & {'scipy', 'matplotlib'}; assert not heavy, sorted(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_name_of_the_report_is_reachable_from_the_package():
+    """`report.X` and `from sweeper.report import X` load the part that defines X; a typo is an AttributeError."""
+    from sweeper.report import render, selection, stats, summary, table
+
+    assert table is render.table and report.selections is selection.selections
+    assert report.t_interval is stats.t_interval and report.COLUMNS is summary.COLUMNS
+    for name in report.__all__:
+        assert getattr(report, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'summarise'"):
+        report.summarise
