@@ -1,5 +1,5 @@
 """The report: how much poison each method removes at each fraction of retraining's cost, and is that
-as good as retraining? (docs/architecture.md, Statistics.)
+as good as retraining? (docs/architecture.md, Statistics and verdicts.)
 
 Selection, then fresh measurement: for each (attack, method, budget) the best tuning trial by
 `objective` (validation split, tuning seeds) is chosen; its configuration was re-run on fresh seeds

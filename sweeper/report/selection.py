@@ -1,6 +1,6 @@
 """Picking configurations from tuning rows: what the sweep needs mid-run (which trial each fresh phase
 re-runs) as well as the summary. Kept free of scipy, matplotlib and the rest of the report, so that the
-sweep can import it without loading them (docs/architecture.md, Statistics: selection, then fresh
+sweep can import it without loading them (docs/architecture.md, Fresh seeds and selection: selection, then fresh
 measurement)."""
 from __future__ import annotations
 

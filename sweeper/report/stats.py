@@ -1,5 +1,5 @@
 """Intervals and tests of the report: is a method's removal as good as retraining's, and how sure are we?
-(docs/architecture.md, Statistics.)"""
+(docs/architecture.md, Statistics and verdicts.)"""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,8 @@ from ..registry import attacks
 
 EFFECTIVE_SE = 3.0      # removal is computed only when poisoned − retrain effect exceeds 3 standard errors
 EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's
-# Which test each verdict uses, and why (docs/architecture.md, Statistics). Removal per fresh seed is always
-# paired with that seed's own references (trial.SeedEvaluator). "t over seeds": a Student-t 95% interval of the
+# Which test each verdict uses, and why (docs/architecture.md, Statistics and verdicts). Removal per fresh seed
+# is always paired with that seed's own references (trial.SeedEvaluator). "t over seeds": a Student-t 95% interval of the
 # per-seed removals; the only valid choice when the effect of a seed is one number with seed-to-seed spread
 # (success rates, error rates). "pooled GUS": for Gaussian poisoning every poison's score is an exact N(0, 1)
 # draw on a model that never saw its noise (m_retrain := 0), so removal = 1 − m_unlearned / m_poisoned with both
@@ -35,14 +35,14 @@ def t_interval(values) -> tuple[float, float, float]:
 
 
 def noninferior(ci_low: float, acc: float, retrain_acc: float, delta: float) -> bool:
-    """docs/architecture.md, Statistics: "equivalent to retrain" is the lower 95% bound of removal above
+    """docs/architecture.md, Statistics and verdicts: "equivalent to retrain" is the lower 95% bound of removal above
     1 − δ and accuracy within EQUIVALENT_ACC of retrain's."""
     return bool(math.isfinite(ci_low) and ci_low > 1 - delta and acc >= retrain_acc - EQUIVALENT_ACC)
 
 
 def verdict(ci_low: float, ci_high: float, acc: float, retrain_acc: float, delta: float) -> str:
-    """The three-way answer against retraining at margin δ (docs/architecture.md, Statistics): `equivalent`
-    (lower 95% bound of removal above 1 − δ and accuracy kept), `worse` (upper bound below 1 − δ:
+    """The three-way answer against retraining at margin δ (docs/architecture.md, Statistics and verdicts):
+    `equivalent` (lower 95% bound of removal above 1 − δ and accuracy kept), `worse` (upper bound below 1 − δ:
     significantly short of retraining, the paper's claim), else `inconclusive` (too few seeds, or too noisy,
     to say either)."""
     if noninferior(ci_low, acc, retrain_acc, delta):
@@ -115,7 +115,7 @@ def pooled_z(rows: pd.DataFrame) -> float:
 
 
 def attack_worked(refs: pd.DataFrame, attack: str) -> bool | None:
-    """docs/architecture.md, Statistics: m_poisoned − m_retrain above EFFECTIVE_SE standard errors, pooled
+    """docs/architecture.md, Removal: m_poisoned − m_retrain above EFFECTIVE_SE standard errors, pooled
     over the seeds in `refs`; None when a reference it needs was not measured (its runs failed): then
     nobody can say."""
     none, retrain = refs[refs.method == "none"], refs[refs.method == "retrain"]

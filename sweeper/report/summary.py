@@ -1,6 +1,6 @@
 """The summary: one row per (attack, method, budget) of what a sweep set out to measure, with its chosen
 configuration's fresh-seed removal, interval, verdict and status; plus the per-method equivalence answer,
-the Pareto front and hyperparameter importance (docs/architecture.md, Statistics)."""
+the Pareto front and hyperparameter importance (docs/architecture.md, Statistics and verdicts)."""
 from __future__ import annotations
 
 import json
