@@ -15,16 +15,20 @@
     profiles: {tiny: {trials: 2, recipe: {epochs: 10}}} # named partial overrides
     spaces: {gd: {params: {lr: {low: 1.0e-3, high: 1.0e-1, log: true}}}}   # optional overrides
     data_root: ~/data/cifar                             # the folder of a file-based data set (its `root`)
+    search_seed: 0                                      # seed of every Optuna sampler (0: earlier sweeps' studies)
 
-Every mistake is one SweeperError naming the file and the key."""
+Each key's type, default and meaning is in `sweeper/schema.py` (pydantic, strict); this module resolves the
+profile and the command line's overrides, then checks what a schema cannot: registered names, their
+parameters against signatures and RANGES, search spaces, data folders. Every mistake is one SweeperError
+naming the file and the key."""
 from __future__ import annotations
 
 import copy
 import inspect
 import os
-import re
 import sys
-from dataclasses import dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -34,27 +38,16 @@ from . import attacks as _attacks  # noqa: F401  (registers)
 from . import datasets as _datasets  # noqa: F401
 from . import methods as _methods
 from . import models as _models  # noqa: F401
-from . import spaces, yamlio
+from . import schema, spaces, yamlio
 from .errors import SweeperError
-from .params import NON_NEGATIVE, POSITIVE, Range, check, numeric_keywords, ranges
+from .params import Range, check, numeric_keywords, ranges
 from .registry import attacks, datasets, methods, models
 from .scenario import Scenario
+from .schema import (BASE_PROFILE, DEFAULT_DELTA, GPUS_PER_TRIAL, GPUS_PER_TRIAL_RANGE, MAX_FAILURES,  # noqa: F401
+                     OPTIONAL, RECIPE_RANGES, REQUIRED, ExperimentFile, Named, shown)
 from .training import Recipe
 
-REQUIRED = {"dataset", "model", "attack", "methods", "budgets", "trials", "seeds"}
-OPTIONAL = {"name", "recipe", "profile", "profiles", "spaces", "device", "fresh_seeds", "delta", "data_root",
-            "gpus_per_trial", "max_failures", "plugins", "storage", "max_concurrent"}
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")  # what trial.pick_device hands to torch.device
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
-DEFAULT_DELTA = 0.1  # DESIGN §3
-BASE_PROFILE = "quick"  # the file's own values, without overrides
-MAX_FAILURES = 2  # a trial lost with its node (or a crashed worker) is retried twice from its start
-GPUS_PER_TRIAL = 0.25  # four small trials share a GPU; a ResNet-18 trial on CIFAR may want 0.5 or 1
-GPUS_PER_TRIAL_RANGE = Range(0, 1, low_open=True)  # a trial uses one device: more than one GPU is never used
-# Recipe lives in training.py; its ranges are checked here, where files are read. Momentum 1 never
-# forgets a gradient (SGD diverges); weight decay 0 is plain SGD, a meaningful choice.
-RECIPE_RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE,
-                 "momentum": Range(0, 1, high_open=True), "weight_decay": NON_NEGATIVE}
 
 
 @dataclass(frozen=True)
@@ -75,6 +68,7 @@ class Experiment:
     plugins: tuple[str, ...] = ()  # absolute paths of plugin files (methods, attacks, ... from outside the package)
     storage: str | None = None  # base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)
     max_concurrent: int | None = None  # Tune trials at once; None: what the cluster holds when the sweep starts
+    search_seed: int = 0  # seed of every Optuna sampler of the sweep; 0 gives the studies of earlier sweeps
 
     @property
     def scenario(self) -> Scenario:
@@ -91,7 +85,8 @@ class Experiment:
                 "profile": self.profile, "spaces": self.spaces, "device": self.device,
                 "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures,
                 "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {}),
-                **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {})}
+                **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {}),
+                "search_seed": self.search_seed}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -111,6 +106,29 @@ def searchable_methods(modality: str | None = None) -> list[str]:
 
     return [n for n in methods.names() if _methods.kind(methods.get(n)) != "reference" and not plugins.from_file(n)
             and (modality is None or modality in _methods.modalities(methods.get(n)))]
+
+
+def apply_options(exp: Experiment, *, trials: int | None = None, gpus_per_trial: float | None = None,
+                  max_failures: int | None = None, max_concurrent: int | None = None) -> Experiment:
+    """`exp` with the command line's options (None: not given) over the file's values, each checked by the
+    schema as the file's key is; an error names the flag (`--trials must be a positive integer, got 0`)."""
+    given = {"trials": trials, "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
+             "max_concurrent": max_concurrent}
+    return replace(exp, **{key: schema.check_option(key, value, "--" + key.replace("_", "-"))
+                           for key, value in given.items() if value is not None})
+
+
+# One option each, as apply_options checks it (`where`: the flag); kept for callers of the old names.
+def gpus_per_trial(where: str, value) -> float:
+    return schema.check_option("gpus_per_trial", value, where)
+
+
+def max_failures(where: str, value) -> int:
+    return schema.check_option("max_failures", value, where)
+
+
+def max_concurrent(where: str, value) -> int | None:
+    return schema.check_option("max_concurrent", value, where)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -141,12 +159,12 @@ def _check_params(where: str, fn, params: dict) -> dict:
 def _check_type(where: str, key: str, value, default) -> None:
     if isinstance(default, bool):  # before int: bool is an int subclass, and `box: 1` is no bool
         if not isinstance(value, bool):
-            raise SweeperError(f"{where}.{key} must be true or false, got {value!r}")
+            raise SweeperError(f"{where}.{key} must be true or false, got {shown(value)}")
     elif isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SweeperError(f"{where}.{key} must be a number, got {value!r}")
+            raise SweeperError(f"{where}.{key} must be a number, got {shown(value)}")
         if isinstance(default, int) and not isinstance(value, int):
-            raise SweeperError(f"{where}.{key} must be an integer, got {value!r}")
+            raise SweeperError(f"{where}.{key} must be an integer, got {shown(value)}")
 
 
 def _data_folder(where: str, name: str, params: dict, file_root, data_root, skip_checksums) -> dict:
@@ -188,162 +206,62 @@ def _check_data(where: str, loader, params: dict) -> None:
         raise SweeperError(f"{where}: {e}") from None
 
 
-def _named(where: str, value, registry) -> tuple[str, dict]:
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-        raise SweeperError(f"{where}: expected a name or a mapping with 'name'")
-    params = {k: v for k, v in value.items() if k != "name"}
-    registry.get(value["name"])  # unknown name: lists the known ones
-    return value["name"], params
+@contextmanager
+def _about(where: str, label: str):
+    """Errors raised inside (a registry's unknown name, a plugin file's) name the file and the key."""
+    try:
+        yield
+    except SweeperError as e:
+        if where in str(e):
+            raise
+        raise SweeperError(f"{where}: {label}: {e}") from None
 
 
-def _attacks_list(where: str, value, data_modality: str) -> list[tuple[str, dict]]:
+def _registered(where: str, label: str, named: Named, registry):
+    with _about(where, label):
+        return registry.get(named.name)  # unknown name: lists the known ones
+
+
+def _attacks_list(where: str, value: Named | list[Named], data_modality: str) -> list[tuple[str, dict]]:
     items = value if isinstance(value, list) else [value]
-    if not items:
-        raise SweeperError(f"{where}: attack must name at least one attack")
     out = []
     for i, item in enumerate(items):
-        label = f"{where}: attack" + (f"[{i}]" if isinstance(value, list) else "")
-        name, params = _named(label, item, attacks)
-        made_for = tuple(getattr(attacks.get(name), "MODALITIES", ("image",)))
+        label = "attack" + (f"[{i}]" if isinstance(value, list) else "")
+        module = _registered(where, label, item, attacks)
+        made_for = tuple(getattr(module, "MODALITIES", ("image",)))
         if data_modality not in made_for:
-            raise SweeperError(f"{label}: {name} attacks {'/'.join(made_for)} data; this data set holds {data_modality}")
-        out.append((name, _check_params(label, attacks.get(name).craft, params)))
+            raise SweeperError(f"{where}: {label}: {item.name} attacks {'/'.join(made_for)} data; this data set "
+                               f"holds {data_modality}")
+        out.append((item.name, _check_params(f"{where}: {label}", module.craft, item.params)))
     if len({n for n, _ in out}) != len(out):
         raise SweeperError(f"{where}: attack lists a name twice (one sweep holds each attack once)")
     return out
 
 
-def _recipe(where: str, value) -> Recipe:
-    if value is None:
-        return Recipe()
-    if not isinstance(value, dict):
-        raise SweeperError(f"{where}: recipe must be a mapping")
-    known = {f.name: f for f in fields(Recipe)}
-    for key, v in value.items():
-        if key not in known:
-            raise SweeperError(f"{where}: unknown recipe key {key!r}; known: {', '.join(known)}")
-        if known[key].type in ("bool", bool):
-            if not isinstance(v, bool):
-                raise SweeperError(f"{where}: recipe.{key} must be true or false, got {v!r}")
-            continue
-        want = int if known[key].type in ("int", int) else float
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
-            raise SweeperError(f"{where}: recipe.{key} must be {'an integer' if want is int else 'a number'}, got {v!r}")
-        check(f"{where}: recipe", key, v, RECIPE_RANGES[key])
-    return Recipe(**value)
-
-
 def _methods_list(where: str, value, modality: str) -> tuple[str, ...]:
     if value == "all":
         return tuple(searchable_methods(modality))
-    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
-        raise SweeperError(f"{where}: methods must be 'all' or a non-empty list of names")
-    for m in value:
-        methods.get(m)
-    if len(set(value)) != len(value):
-        raise SweeperError(f"{where}: methods lists a name twice")
-    return tuple(m for m in value if _methods.kind(methods.get(m)) != "reference")
+    with _about(where, "methods"):
+        return tuple(m for m in value if _methods.kind(methods.get(m)) != "reference")
 
 
-def _budgets(where: str, value) -> tuple[float, ...]:
-    if not isinstance(value, list) or not value:
-        raise SweeperError(f"{where}: budgets must be a non-empty list of fractions of retraining cost")
-    for b in value:
-        if isinstance(b, bool) or not isinstance(b, (int, float)):
-            raise SweeperError(f"{where}: budget {b!r} must be a number")
-        if not 0 < b <= 1:
-            raise SweeperError(f"{where}: budget {b} lies outside (0, 1]")
-    if len(set(value)) != len(value):
-        raise SweeperError(f"{where}: budgets lists a value twice")
-    return tuple(sorted(float(b) for b in value))
+def _fresh(spec: ExperimentFile) -> tuple[int, ...]:
+    if spec.fresh_seeds is None:
+        return tuple(range(max(spec.seeds) + 1, max(spec.seeds) + 1 + DEFAULT_FRESH))
+    return tuple(spec.fresh_seeds)
 
 
-def _positive_int(where: str, key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SweeperError(f"{where}: {key} must be a positive integer, got {value!r}")
-    return value
-
-
-def _fresh(where: str, doc: dict, seeds: tuple[int, ...]) -> tuple[int, ...]:
-    if "fresh_seeds" not in doc:
-        return tuple(range(max(seeds) + 1, max(seeds) + 1 + DEFAULT_FRESH))
-    value = doc["fresh_seeds"]
-    fresh = () if value == [] else _seeds(where, value, "fresh_seeds")
-    if set(fresh) & set(seeds):
-        raise SweeperError(f"{where}: fresh_seeds {sorted(set(fresh) & set(seeds))} are also tuning seeds; "
-                           "fresh measurements need seeds the selection never saw")
-    if len(fresh) == 1:
-        raise SweeperError(f"{where}: fresh_seeds needs at least 2 seeds for an interval (or [] to skip)")
-    return fresh
-
-
-def _delta(where: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise SweeperError(f"{where}: delta must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
-def _storage(where: str, value) -> str | None:
-    """The experiment's `storage:` (a path, file://, s3:// or gs:// URI); checked for use when a sweep starts."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise SweeperError(f"{where}: storage must be a path or a URI (s3://bucket/prefix), got {value!r}")
-    return value
-
-
-def max_concurrent(where: str, value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SweeperError(f"{where}: max_concurrent must be a positive integer, got {value!r}")
-    return value
-
-
-def max_failures(where: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SweeperError(f"{where}: max_failures must be a non-negative integer, got {value!r}")
-    return value
-
-
-def gpus_per_trial(where: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SweeperError(f"{where}: gpus_per_trial must be a number in (0, 1], got {value!r}")
-    return float(check(where, "gpus_per_trial", value, GPUS_PER_TRIAL_RANGE))
-
-
-def _device(where: str, value) -> str:
-    """Checked by form only: the machine that validates (a cluster's driver) may have no GPU at all."""
-    if not isinstance(value, str) or not DEVICE.fullmatch(value):
-        raise SweeperError(f"{where}: device must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
-    return value
-
-
-def _seeds(where: str, value, key: str = "seeds") -> tuple[int, ...]:
-    if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
-                                                       for s in value):
-        raise SweeperError(f"{where}: {key} must be a non-empty list of non-negative integers")
-    if len(set(value)) != len(value):
-        raise SweeperError(f"{where}: {key} lists a value twice")
-    return tuple(value)
-
-
-def _plugins(where: str, listed, given) -> tuple[str, ...]:
+def _plugins(where: str, listed: list[str] | None, given) -> tuple[str, ...]:
     """Plugin files from the experiment (`plugins:`, relative to the file) and the command line (--plugin,
     relative to the current directory), loaded now so their names validate; entry points too."""
     from . import plugins
 
-    if listed is None:
-        listed = []
-    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
-        raise SweeperError(f"{where}: plugins must be a list of paths to .py files")
     here = Path(where).parent if Path(where).is_file() else Path.cwd()
-    paths = [str((here / p).expanduser().resolve()) for p in listed] + [str(Path(p).expanduser().resolve()) for p in given]
-    paths = list(dict.fromkeys(paths))
-    plugins.load_entry_points()
-    plugins.ensure([plugins.spec(p) for p in paths])
+    paths = [str((here / p).expanduser().resolve()) for p in listed or []]
+    paths = list(dict.fromkeys([*paths, *(str(Path(p).expanduser().resolve()) for p in given)]))
+    with _about(where, "plugins"):
+        plugins.load_entry_points()
+        plugins.ensure([plugins.spec(p) for p in paths])
     return tuple(paths)
 
 
@@ -381,28 +299,30 @@ def apply_overrides(where: str, doc: dict, overrides) -> dict:
 
 
 def _resolve_profile(where: str, doc: dict, profile: str | None) -> tuple[dict, str]:
+    """The document with the chosen profile's overrides merged in (a profile is checked before it applies:
+    the schema then checks the merged document), and the chosen profile's name."""
     profiles = doc.get("profiles") or {}
     if not isinstance(profiles, dict):
-        raise SweeperError(f"{where}: profiles must be a mapping of name -> overrides")
+        raise SweeperError(f"{where}: profiles must be a mapping of name -> overrides, got {shown(profiles)}")
     chosen = profile or doc.get("profile", BASE_PROFILE)
+    known = ", ".join(sorted(map(str, {BASE_PROFILE, *profiles})))
+    if not isinstance(chosen, str):
+        raise SweeperError(f"{where}: profile must be the name of a profile ({known}), got {shown(chosen)}")
     if chosen == BASE_PROFILE and BASE_PROFILE not in profiles:
         return doc, chosen
     if chosen not in profiles:
-        raise SweeperError(f"{where}: unknown profile {chosen!r}; known: "
-                           f"{', '.join(sorted({BASE_PROFILE, *profiles}))}")
+        raise SweeperError(f"{where}: unknown profile {chosen!r}; known: {known}")
     override = profiles[chosen]
     if not isinstance(override, dict):
-        raise SweeperError(f"{where}: profile {chosen!r} must be a mapping")
+        raise SweeperError(f"{where}: profile {chosen!r} must be a mapping, got {shown(override)}")
     bad = set(override) - (REQUIRED | OPTIONAL) | ({"profile", "profiles"} & set(override))
     if bad:
         raise SweeperError(f"{where}: profile {chosen!r} sets unknown or forbidden keys {sorted(map(str, bad))}")
     return _merge(doc, override), chosen
 
 
-def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
-          skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = (),
-          plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """`data_root`, `skip_checksums`: the command line's --data-root / --skip-checksums (None: not given)."""
+def _top_level(where: str, doc) -> None:
+    """A mapping with no unknown key and every required one, before a profile merges into it."""
     if not isinstance(doc, dict):
         raise SweeperError(f"{where}: expected a mapping at the top level")
     unknown = set(doc) - REQUIRED - OPTIONAL
@@ -411,41 +331,55 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
     missing = REQUIRED - set(doc)
     if missing:
         raise SweeperError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
+
+
+def _scenarios(where: str, spec: ExperimentFile, data_root, skip_checksums) -> tuple[Scenario, ...]:
+    """One scenario per attack: the registered data set, model and attacks, their parameters checked
+    against their signatures and RANGES, the data folder resolved."""
+    loader = _registered(where, "dataset", spec.dataset, datasets)
+    builder = _registered(where, "model", spec.model, models)
+    dataset_params = _data_folder(where, spec.dataset.name, spec.dataset.params, spec.data_root, data_root,
+                                  skip_checksums)
+    _check_params(f"{where}: dataset", loader, dataset_params)
+    model_params = _check_params(f"{where}: model", builder, spec.model.params)
+    holds = modality(spec.dataset.name)
+    model_for = tuple(getattr(sys.modules[builder.__module__], "MODALITIES", ("image",)))
+    if holds not in model_for:
+        raise SweeperError(f"{where}: model {spec.model.name} takes {'/'.join(model_for)} data; data set "
+                           f"{spec.dataset.name} holds {holds}")
+    recipe = Recipe(**spec.recipe.model_dump()) if spec.recipe else Recipe()
+    return tuple(Scenario(spec.dataset.name, spec.model.name, attack, dataset_params, model_params, params, recipe)
+                 for attack, params in _attacks_list(where, spec.attack, holds))
+
+
+def _check_spaces(where: str, overrides: dict, searched: tuple[str, ...]) -> None:
+    """Every search space now, not mid-sweep (a plugin's too); an override names a registered method."""
+    with _about(where, "spaces"):
+        for method in overrides:
+            methods.get(method)
+    for method in dict.fromkeys([*overrides, *searched]):
+        search_space(method, overrides, where)
+
+
+def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.PathLike | None = None,
+          skip_checksums: bool | None = None, overrides: list[str] | tuple[str, ...] = (),
+          plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """`data_root`, `skip_checksums`: the command line's --data-root / --skip-checksums (None: not given)."""
+    _top_level(where, doc)
     doc, profile = _resolve_profile(where, doc, profile)
-    doc = apply_overrides(where, doc, overrides)
-    plugin_paths = _plugins(where, doc.get("plugins"), plugins)
-    dataset, dataset_params = _named(f"{where}: dataset", doc["dataset"], datasets)
-    model, model_params = _named(f"{where}: model", doc["model"], models)
-    dataset_params = _data_folder(where, dataset, dataset_params, doc.get("data_root"), data_root, skip_checksums)
-    _check_params(f"{where}: dataset", datasets.get(dataset), dataset_params)
-    _check_params(f"{where}: model", models.get(model), model_params)
-    model_for = tuple(getattr(sys.modules[models.get(model).__module__], "MODALITIES", ("image",)))
-    if modality(dataset) not in model_for:
-        raise SweeperError(f"{where}: model {model} takes {'/'.join(model_for)} data; data set {dataset} holds "
-                           f"{modality(dataset)}")
-    recipe = _recipe(where, doc.get("recipe"))
-    scenarios = tuple(Scenario(dataset, model, attack, dataset_params, model_params, params, recipe)
-                      for attack, params in _attacks_list(where, doc["attack"], modality(dataset)))
-    name = doc.get("name", Path(where).stem)
-    if not isinstance(name, str) or not name:
-        raise SweeperError(f"{where}: name must be a non-empty string")
-    spaces_doc = doc.get("spaces") or {}
-    if not isinstance(spaces_doc, dict):
-        raise SweeperError(f"{where}: spaces must be a mapping of method -> search space")
-    device = _device(where, doc.get("device", "auto"))
-    seeds = _seeds(where, doc["seeds"])
-    exp = Experiment(name, scenarios, _methods_list(where, doc["methods"], modality(dataset)), _budgets(where, doc["budgets"]),
-                     _positive_int(where, "trials", doc["trials"]), seeds, _fresh(where, doc, seeds),
-                     _delta(where, doc.get("delta", DEFAULT_DELTA)), profile, spaces_doc, device,
-                     max_failures(where, doc.get("max_failures", MAX_FAILURES)),
-                     gpus_per_trial(where, doc.get("gpus_per_trial", GPUS_PER_TRIAL)), plugin_paths,
-                     _storage(where, doc.get("storage")), max_concurrent(where, doc.get("max_concurrent")))
-    for method in spaces_doc:
-        methods.get(method)
-    for method in dict.fromkeys([*spaces_doc, *exp.methods]):  # every space now, not mid-sweep (a plugin's too)
-        search_space(method, spaces_doc, where)
-    _check_data(f"{where}: model", models.get(model), model_params)  # a model's `check`, if any (saved weights)
-    _check_data(f"{where}: dataset", datasets.get(dataset), dataset_params)  # last: it reads files
+    spec = schema.validate(apply_overrides(where, doc, overrides), where)
+    plugin_paths = _plugins(where, spec.plugins, plugins)
+    scenarios = _scenarios(where, spec, data_root, skip_checksums)
+    spaces_doc = spec.spaces or {}
+    exp = Experiment(spec.name or Path(where).stem, scenarios,
+                     _methods_list(where, spec.methods, modality(spec.dataset.name)), tuple(sorted(spec.budgets)),
+                     spec.trials, tuple(spec.seeds), _fresh(spec), spec.delta, profile, spaces_doc, spec.device,
+                     spec.max_failures, spec.gpus_per_trial, plugin_paths, spec.storage, spec.max_concurrent,
+                     spec.search_seed)
+    _check_spaces(where, spaces_doc, exp.methods)
+    sc = exp.scenario
+    _check_data(f"{where}: model", models.get(sc.model), sc.model_params)  # a model's `check` (saved weights)
+    _check_data(f"{where}: dataset", datasets.get(sc.dataset), sc.dataset_params)  # last: it reads files
     return exp
 
 
