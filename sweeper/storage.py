@@ -2,22 +2,14 @@
 chosen models (`models/`). A local folder (the work directory, or a mount every node sees), or an object
 store (`s3://bucket/prefix`, `gs://bucket/prefix`) through pyarrow.fs, the file systems Ray Tune itself uses.
 
-An object store has no atomic rename, so a base-model entry is published the way content-addressed stores
-do it: each file is uploaded under its own sha256 (`<entry>/blobs/<sha256>`), and the entry's
-`manifest.json`, which names those blobs, is written last, in one PUT. S3 and GCS make a single object's
-PUT atomic: a reader sees no manifest (not built) or a whole one, and every blob a manifest names was
-uploaded before it. Readers download the blobs into a node-local mirror and check each against its sha256
-before use; a blob that is missing or does not match makes the entry broken, and it is rebuilt. Two
-builders racing on one entry each publish a whole entry; the last manifest wins, and a trial always uses
-the entry one manifest names (the mirror is keyed by the manifest's own hash)."""
+Transport only: URIs, file systems, and whole objects read, written, sized and deleted. What is stored
+(base-model entries, their manifests and how they are published) is the callers' (sweeper/basecache.py).
+S3 and GCS make a single object's PUT atomic, so write_bytes never leaves half an object for a reader."""
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import secrets
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -148,97 +140,28 @@ def download_dir(uri: str, local: Path) -> list[Path]:
     return out
 
 
-# -- base-model entries -----------------------------------------------------------------------------------
-def read_manifest(entry: str) -> tuple[dict | None, str | None]:
-    """(manifest, None), or (None, why): "not built" when there is no manifest."""
-    from .scenario import NOT_BUILT
-
-    raw = read_bytes(join(entry, "manifest.json"))
-    if raw is None:
-        return None, NOT_BUILT
-    try:
-        manifest = json.loads(raw)
-        if not isinstance(manifest.get("files"), dict):
-            raise ValueError
-    except (ValueError, AttributeError):
-        return None, "manifest.json unreadable"
-    return manifest, None
-
-
-def entry_status(entry: str, names: tuple[str, ...]) -> str | None:
-    """None if the entry's manifest exists and names a blob of the right size for each of `names`, else
-    why not (sizes are checked here without downloading; checksums when a node downloads)."""
+def size(uri: str) -> int | None:
+    """The size of the object `uri` in bytes, None if there is none (read from its metadata: no download)."""
     from pyarrow import fs as pafs
 
-    manifest, why = read_manifest(entry)
-    if manifest is None:
-        return why
-    fs, _ = filesystem(entry)
-    for name in names:
-        want = manifest["files"].get(name)
-        if not isinstance(want, dict) or "sha256" not in want or "size" not in want:
-            return f"{name}: no checksum in manifest.json"
-        info = fs.get_file_info(filesystem(join(entry, "blobs", want["sha256"]))[1])
-        if info.type != pafs.FileType.File:
-            return f"{name}: missing"
-        if info.size != want["size"]:
-            return f"{name}: {info.size} bytes, expected {want['size']}"
-    return None
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(path)
+    return info.size if info.type == pafs.FileType.File else None
 
 
-def publish(folder: Path, entry: str, names: tuple[str, ...]) -> None:
-    """Upload a whole local entry: each file under its sha256 first, its manifest.json last."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    fs, _ = filesystem(entry)
-    for name in names:
-        blob = join(entry, "blobs", manifest["files"][name]["sha256"])
-        info = fs.get_file_info(filesystem(blob)[1])
-        if info.size != manifest["files"][name]["size"]:  # content-addressed: an equal blob is already there
-            upload(folder / name, blob)
-    write_bytes(join(entry, "manifest.json"), (folder / "manifest.json").read_bytes())
-
-
-def discard(entry: str) -> None:
-    """Remove a broken entry: its manifest first (from then on it reads as not built), then its blobs."""
-    fs, path = filesystem(entry)
+def remove(uri: str) -> None:
+    """Delete the object `uri`; one already gone is no error."""
+    fs, path = filesystem(uri)
     try:
-        fs.delete_file(filesystem(join(entry, "manifest.json"))[1])
+        fs.delete_file(path)
     except FileNotFoundError:
         pass
+
+
+def remove_tree(uri: str) -> None:
+    """Delete every object under `uri`; none there is no error, others (OSError) are the caller's to judge."""
+    fs, path = filesystem(uri)
     try:
         fs.delete_dir(path)
-    except (FileNotFoundError, OSError):
-        pass  # leftover blobs are unreferenced garbage, never read
-
-
-def mirror_root(root: str) -> Path:
-    """This node's copy of what it read from the object store `root` (SWEEPER_MIRROR, else ~/.cache)."""
-    top = Path(os.environ.get("SWEEPER_MIRROR") or Path.home() / ".cache" / "sweeper" / "mirror")
-    return top / hashlib.sha256(display(root).encode()).hexdigest()[:16]
-
-
-def fetch(entry: str, manifest: dict, folder: Path, names: tuple[str, ...]) -> str | None:
-    """Download the entry `manifest` names into `folder` (beside it first, then renamed into place),
-    checking every blob's sha256. None on success, else why the remote entry is broken."""
-    if folder.is_dir():
-        return None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        for name in names:
-            want = manifest["files"][name]
-            data = read_bytes(join(entry, "blobs", want["sha256"]))
-            if data is None:
-                return f"{name}: missing"
-            if hashlib.sha256(data).hexdigest() != want["sha256"]:
-                return f"{name}: checksum mismatch"
-            (tmp / name).write_bytes(data)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process on this node mirrored it first
-            if not folder.is_dir():
-                raise
-        return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except FileNotFoundError:
+        pass

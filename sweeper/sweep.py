@@ -361,7 +361,7 @@ class Plan:
 def plan(exp: Experiment, workdir: str | os.PathLike = "sweeper-work", storage: str | os.PathLike | None = None,
          slots: int | None = None) -> Plan:
     """The sweep `exp` would run in `workdir`: counts, cached base models, worst-case cost. Writes nothing."""
-    from .scenario import entry_manifest, entry_status
+    from .basecache import entry_manifest, entry_status
 
     wd = Path(workdir).expanduser().resolve()
     root = prepare_storage(_storage_choice(storage, exp), wd, probe=False)

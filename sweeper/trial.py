@@ -19,8 +19,10 @@ from .attacks import Poisoning
 from .budget import Budget
 from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
-from .scenario import BaseModels, Scenario, base_models, remember
+from .basecache import base_models
+from .scenario import BaseModels, Scenario
 from .training import autocast, full_precision
+from .workercache import remember
 
 Metrics = dict[str, float]
 
@@ -104,7 +106,7 @@ def seed_objective(m: Metrics, accuracy_constrained: bool) -> float:
                      accuracy_constrained=accuracy_constrained, metrics=m)
 
 
-_EVALUATORS: OrderedDict = OrderedDict()  # per process, like scenario's caches: the device copies of one seed's data
+_EVALUATORS: OrderedDict = OrderedDict()  # per process (sweeper/workercache.py): the device copies of one seed's data
 
 
 def evaluator(base: BaseModels, device: torch.device) -> SeedEvaluator:

@@ -45,7 +45,8 @@ from . import storage as store  # noqa: E402
 from .config import GPUS_PER_TRIAL, Experiment  # noqa: E402
 from .errors import SweeperError  # noqa: E402
 from .metrics import DIVERGED  # noqa: E402
-from .scenario import BuildSummary, Scenario, base_models, entry_status, remove_stale_temps  # noqa: E402
+from .basecache import BuildSummary, base_models, entry_status, remove_stale_temps  # noqa: E402
+from .scenario import Scenario  # noqa: E402
 from .trial import pick_device, run_trial  # noqa: E402
 
 REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floating point, unlike 3^k

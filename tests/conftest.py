@@ -11,7 +11,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from sweeper import config  # noqa: E402
-from sweeper.scenario import Scenario, base_models  # noqa: E402
+from sweeper.basecache import base_models  # noqa: E402
+from sweeper.scenario import Scenario  # noqa: E402
 from sweeper.training import Recipe  # noqa: E402
 
 TINY = Scenario(model_params={"width": 8}, attack_params={"fraction": 0.2, "eps": 1.0},

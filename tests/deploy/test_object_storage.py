@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +19,10 @@ import yaml
 from helpers import SWEEPER
 from moto import server as moto_server
 
-from sweeper import scenario, storage
+from sweeper import basecache, storage
 from sweeper.errors import SweeperError
-from sweeper.scenario import FILES, NOT_BUILT, base_models, entry_status
+from sweeper.basecache import NOT_BUILT, base_models, entry_status
+from sweeper.scenario import FILES
 
 
 @contextlib.contextmanager
@@ -85,8 +87,8 @@ def mirror(tmp_path, monkeypatch):
 
 def count_builds(monkeypatch):
     calls = []
-    real = scenario._train_base
-    monkeypatch.setattr(scenario, "_train_base", lambda *a: (calls.append(a[1]), real(*a))[1])
+    real = basecache.train_base
+    monkeypatch.setattr(basecache, "train_base", lambda *a: (calls.append(a[1]), real(*a))[1])
     return calls
 
 
@@ -111,14 +113,14 @@ def test_an_entry_is_published_once_and_read_back_equal_on_a_fresh_node(bucket, 
     first = base_models(tiny_scenario, 0, base)
     assert builds == [0] and entry_status(tiny_scenario, 0, base) is None
     shutil.rmtree(mirror)  # another node: nothing mirrored yet
-    scenario._BASES.clear()
+    basecache._BASES.clear()
     again = base_models(tiny_scenario, 0, base)
     assert builds == [0]  # downloaded, not trained again
     assert all(torch.equal(first.poisoned[k], again.poisoned[k]) for k in first.poisoned)
     assert torch.equal(first.poisoning.train.x, again.poisoning.train.x)
     assert again.path.is_relative_to(mirror) and again.manifest == first.manifest
     os.truncate(again.path / "retrain.pt", 10)  # this node's copy goes bad: fetched again, not rebuilt
-    scenario._BASES.clear()
+    basecache._BASES.clear()
     third = base_models(tiny_scenario, 0, base)
     assert builds == [0] and all(torch.equal(first.retrain[k], third.retrain[k]) for k in first.retrain)
 
@@ -129,9 +131,9 @@ def test_a_killed_publisher_leaves_an_entry_that_reads_as_not_built(bucket, mirr
     manifest = yaml.safe_load((tiny_base.path / "manifest.json").read_text())
     for name in FILES:  # what a publisher killed before its last PUT has written
         storage.upload(tiny_base.path / name, storage.join(entry, "blobs", manifest["files"][name]["sha256"]))
-    assert storage.read_manifest(entry) == (None, NOT_BUILT)
-    storage.publish(tiny_base.path, entry, FILES)
-    assert storage.entry_status(entry, FILES) is None
+    assert basecache.read_manifest(entry) == (None, NOT_BUILT)
+    basecache.publish(tiny_base.path, entry)
+    assert basecache.remote_status(entry) is None
 
 
 @pytest.mark.parametrize("damage, why", [("truncate", "poisoned.pt: "), ("flip", "poisoned.pt: checksum mismatch"),
@@ -139,8 +141,8 @@ def test_a_killed_publisher_leaves_an_entry_that_reads_as_not_built(bucket, mirr
 def test_a_damaged_blob_is_named_and_the_entry_rebuilt(bucket, mirror, tiny_base, tiny_scenario, monkeypatch, damage, why):
     base = storage.join(bucket(), "base")
     entry = storage.join(base, tiny_scenario.key(0))
-    storage.publish(tiny_base.path, entry, FILES)
-    blob = storage.join(entry, "blobs", storage.read_manifest(entry)[0]["files"]["poisoned.pt"]["sha256"])
+    basecache.publish(tiny_base.path, entry)
+    blob = storage.join(entry, "blobs", basecache.read_manifest(entry)[0]["files"]["poisoned.pt"]["sha256"])
     data = storage.read_bytes(blob)
     if damage == "delete":
         storage.filesystem(blob)[0].delete_file(storage.filesystem(blob)[1])
@@ -150,7 +152,7 @@ def test_a_damaged_blob_is_named_and_the_entry_rebuilt(bucket, mirror, tiny_base
     if damage != "flip":  # sizes are checked without downloading
         assert entry_status(tiny_scenario, 0, base).startswith(why)
     builds = count_builds(monkeypatch)
-    scenario._BASES.clear()
+    basecache._BASES.clear()
     with pytest.warns(UserWarning, match=why):
         rebuilt = base_models(tiny_scenario, 0, base)
     assert builds == [0] and entry_status(tiny_scenario, 0, base) is None
@@ -201,9 +203,11 @@ def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(bucket, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_from_tunes_records_in_the_bucket(s3, tmp_path):
+def test_a_killed_sweep_resumes_from_tunes_records_in_the_bucket(s3, tmp_path, monkeypatch):
     """SIGKILL mid-tuning with --storage s3://..., then --resume: Tune's records are restored from the
     bucket (through the same pyarrow file system), and the sweep finishes with each trial logged once."""
+    # The sweep drivers of tests/integration; on sys.path only when pytest collected a test there.
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
     from test_interruptions import Sweep, sweep_status
     from test_resume import EXP, trials
 

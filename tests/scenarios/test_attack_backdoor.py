@@ -5,7 +5,8 @@ import torch
 from sweeper.attacks import backdoor
 from sweeper.attacks._surrogate import hold_out
 from sweeper.data import Split
-from sweeper.scenario import Scenario, base_models
+from sweeper.basecache import base_models
+from sweeper.scenario import Scenario
 from sweeper.training import Recipe
 
 SCENARIO = Scenario(attack="backdoor", model_params={"width": 8}, recipe=Recipe(epochs=8))

@@ -13,7 +13,7 @@ from sweeper.attacks import gradient_canceling as gc
 from sweeper.attacks._surrogate import hold_out
 from sweeper.datasets.digits import load
 from sweeper.errors import SweeperError
-from sweeper.scenario import base_models
+from sweeper.basecache import base_models
 
 DEFAULTS = {k: p.default for k, p in inspect.signature(gc.craft).parameters.items() if k not in ("train", "seed")}
 

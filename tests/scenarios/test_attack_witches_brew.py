@@ -9,7 +9,8 @@ from sweeper.attacks import Victim, witches_brew
 from sweeper.attacks._surrogate import hold_out
 from sweeper.datasets.digits import load
 from sweeper.registry import models
-from sweeper.scenario import Scenario, base_models
+from sweeper.basecache import base_models
+from sweeper.scenario import Scenario
 from sweeper.training import CROP_PAD, Recipe
 
 QUICK = {"restarts": 1, "steps": 5, "surrogate_width": 4, "surrogate_epochs": 2}

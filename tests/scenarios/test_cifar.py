@@ -21,7 +21,8 @@ from sweeper.datasets import _cifar, cifar10, cifar100
 from sweeper.errors import SweeperError
 from sweeper.methods._common import last_blocks, reinitialise
 from sweeper.registry import models
-from sweeper.scenario import Scenario, base_models
+from sweeper.basecache import base_models
+from sweeper.scenario import Scenario
 from sweeper.training import Recipe
 from helpers import SWEEPER, run_method, states_equal
 

@@ -410,7 +410,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def test_the_tiny_variant_learns_the_task_and_the_backdoor(tiny_corpus, tmp_path):
     """θ_poisoned sends > 80% of triggered held-out texts to the target, θ_retrain < 20%, on seeds 0-2,
     with the bundled tiny experiment's own scenario and recipe (trained from scratch on the CPU)."""
-    from sweeper.scenario import base_models
+    from sweeper.basecache import base_models
 
     scenario = config.load("gpt2_imdb_tiny", data_root=str(tiny_corpus)).scenario
     for seed in (0, 1, 2):

@@ -95,7 +95,7 @@ def tiny_corpus(tmp_path_factory):
 def test_gus_is_strongly_negative_after_training_on_the_noise_and_null_after_retraining(tiny_corpus, tmp_path):
     """The bundled tiny Gaussian variant, seeds 0-2: pooled over the 150 poisons, GUS z of θ_poisoned far
     below 0 (measured when written: -6.1), of θ_retrain within the null's range (measured: 0.44)."""
-    from sweeper.scenario import base_models
+    from sweeper.basecache import base_models
 
     scenario = config.load("gpt2_imdb_gaussian_tiny", data_root=str(tiny_corpus)).scenario
     sums = {"poisoned": 0.0, "retrain": 0.0}

@@ -13,10 +13,10 @@ import time
 import pytest
 from helpers import states_equal
 
-from sweeper import scenario, tuning
+from sweeper import basecache, scenario, tuning
 from sweeper.methods import UnlearnData
 from sweeper.methods.ssd import importances
-from sweeper.scenario import base_folder, base_models, check_entry, is_cached
+from sweeper.basecache import base_folder, base_models, check_entry, is_cached
 
 
 @pytest.fixture
@@ -98,8 +98,8 @@ def test_verification_is_memoised_until_a_file_changes(tiny_scenario, root, monk
     for name in scenario.FILES:  # files written just now are re-hashed every time (racy mtimes)
         os.utime(folder / name, (hour_ago, hour_ago))
     hashed = []
-    real = scenario._sha256
-    monkeypatch.setattr(scenario, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    real = basecache._sha256
+    monkeypatch.setattr(basecache, "_sha256", lambda p: hashed.append(p.name) or real(p))
     assert check_entry(folder) is None and check_entry(folder) is None
     assert sorted(hashed) == sorted(scenario.FILES)
     flip_byte(folder / "retrain.pt")
@@ -167,7 +167,7 @@ def test_new_temp_folders_name_their_owner(tiny_scenario, tmp_path, monkeypatch)
         seen.append(folder.name)
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(scenario, "_train_base", fake_train)
+    monkeypatch.setattr(basecache, "train_base", fake_train)
     with pytest.raises(RuntimeError):
         base_models(tiny_scenario, 0, tmp_path, data=object())
     entry = tiny_scenario.key(0)

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from sweeper import config, scenario
+from sweeper import basecache, config, workercache
 from sweeper.data import generator
-from sweeper.scenario import base_models
+from sweeper.basecache import base_models
 from sweeper.training import Recipe, augment, autocast, train_from_scratch
 from sweeper.trial import evaluator
 
@@ -69,25 +69,25 @@ def test_a_worker_loads_a_seeds_base_models_once(tiny_scenario, base_dir, monkey
 
 def test_a_changed_entry_is_reloaded_not_served_from_memory(tiny_scenario, tmp_path):
     first = base_models(tiny_scenario, 0, tmp_path)
-    folder = scenario.base_folder(tiny_scenario, 0, tmp_path)
-    scenario._discard(folder)  # another process rebuilt it: same path, new files
+    folder = basecache.base_folder(tiny_scenario, 0, tmp_path)
+    basecache._discard(folder)  # another process rebuilt it: same path, new files
     second = base_models(tiny_scenario, 0, tmp_path)
     assert second is not first
     assert json.loads((folder / "manifest.json").read_text())["seed"] == 0
 
 
 def test_poisoning_is_stored_as_plain_tensors(tiny_scenario, base_dir):
-    folder = scenario.base_folder(tiny_scenario, 0, base_dir)
+    folder = basecache.base_folder(tiny_scenario, 0, base_dir)
     state = torch.load(folder / "poisoning.pt", weights_only=True)  # raises on anything but tensors/numbers
     assert set(state) == {"train_x", "train_y", "forget", "context", "craft_seconds", "craft_units"}
 
 
 def test_the_worker_cache_is_bounded(tiny_scenario, tmp_path, monkeypatch):
-    monkeypatch.setattr(scenario, "WORKER_CACHE", 2)
-    scenario._BASES.clear()
+    monkeypatch.setattr(workercache, "WORKER_CACHE", 2)
+    basecache._BASES.clear()
     for seed in range(3):
         base_models(tiny_scenario, seed, tmp_path)
-    assert len(scenario._BASES) == 2
+    assert len(basecache._BASES) == 2
 
 
 @pytest.mark.gpu
