@@ -91,19 +91,13 @@ def cmd_run(args) -> int:
 def _dry_run(args) -> int:
     """What the sweep would do, without Ray, MLflow or training. Slots: this machine's cores (and GPUs
     at gpus_per_trial), or with --address the cluster's, asked of Ray."""
-    from dataclasses import replace
-
     from .sweep import plan
 
-    exp = _load(args)
-    if args.trials is not None:
-        exp = replace(exp, trials=args.trials)
-    if args.max_concurrent is not None:
-        exp = replace(exp, max_concurrent=config.max_concurrent("--max-concurrent", args.max_concurrent))
+    exp = config.apply_options(_load(args), trials=args.trials, gpus_per_trial=args.gpus_per_trial,  # as `run`
+                               max_failures=args.max_failures, max_concurrent=args.max_concurrent)
     from . import tuning
 
-    per_trial = (exp.gpus_per_trial if args.gpus_per_trial is None
-                 else config.gpus_per_trial("--gpus-per-trial", args.gpus_per_trial))  # checked as `run` checks it
+    per_trial = exp.gpus_per_trial
     if args.address:
         started = tuning.start(args.address)
         try:

@@ -68,6 +68,11 @@ CASES = [
     case("max-concurrent-0", BASE, "max_concurrent must be a positive integer", ["--max-concurrent", "0"]),
     case("max-concurrent-in-file", edited(max_concurrent=1.5), "max_concurrent must be a positive integer"),
     case("gpus-per-trial-2", BASE, "gpus_per_trial must lie in (0, 1]", ["--gpus-per-trial", "2"]),
+    # --dry-run checks the options as a run does (the same schema fields)
+    case("dry-run-trials-0", BASE, "--trials must be a positive integer, got 0", ["--dry-run", "--trials", "0"]),
+    case("dry-run-max-failures-negative", BASE, "--max-failures: max_failures must be a non-negative integer",
+         ["--dry-run", "--max-failures", "-1"]),
+    case("dry-run-gpus-per-trial-2", BASE, "gpus_per_trial must lie in (0, 1]", ["--dry-run", "--gpus-per-trial", "2"]),
     case("attack-victim-is-the-sweeps", edited(attack={"name": "witches_brew", "victim": 3}),
          "attack: unknown parameter 'victim'"),
     case("attack-list-patch-0", edited(attack=["gaussian", {"name": "backdoor", "patch": 0}]),

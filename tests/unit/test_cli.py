@@ -37,6 +37,15 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, content, message):
     assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_run_and_dry_run_refuse_the_same_options(tmp_path, dry_run):
+    """`sweeper run --dry-run --trials 0` used to print a plan that `sweeper run --trials 0` refuses."""
+    out = run("run", "quickstart", *dry_run, "--trials", "0", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == "", out
+    assert out.stderr == "sweeper: error: --trials must be a positive integer, got 0\n"
+    assert list(tmp_path.iterdir()) == []  # no work directory either
+
+
 def test_validate_accepts_the_bundled_quickstart():
     out = run("validate", "quickstart")
     assert out.returncode == 0 and out.stdout.startswith("ok: quickstart")
