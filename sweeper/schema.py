@@ -6,7 +6,6 @@ the key's `Says` (`quickstart.yaml: trials must be a positive integer, got true`
 know — registered names, their parameters, search spaces, data folders — `config` checks by hand."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Annotated, Any, Literal, get_args
@@ -292,8 +291,4 @@ def shown(value) -> str:
     """A value as the file spells it: true/false/null for YAML's words, Python's repr for the rest."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return repr(value)
+    return "null" if value is None else repr(value)
