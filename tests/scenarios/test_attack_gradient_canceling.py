@@ -121,7 +121,7 @@ def test_drops_test_accuracy_of_a_linear_victim_by_five_points_against_retrain(b
     assert statistics.mean(_drops("digits_gc_linear", base_dir)) >= 0.05
 
 
-@pytest.mark.slow
+@pytest.mark.measurement  # a non-strict xfail passes whatever it measures: run by hand (-m measurement), not in CI
 @pytest.mark.xfail(strict=False, reason=(
     "measured: test accuracy θ_poisoned vs θ_retrain 0.987/0.987, 0.980/0.990, 0.993/0.980 (gradient_canceling.yaml: "
     "digits, small_cnn width 16, 60 epochs, seeds 0-2; poisons crafted against the linear θ_low, cancel loss "

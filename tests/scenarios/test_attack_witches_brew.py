@@ -181,7 +181,7 @@ def test_crafting_augments_exactly_when_the_victims_recipe_does(train, monkeypat
     assert 0 < run.context["poison_delta"].abs().max() <= run.context["eps"] + 1e-6
 
 
-@pytest.mark.slow
+@pytest.mark.measurement  # a non-strict xfail passes whatever it measures: run by hand (-m measurement), not in CI
 @pytest.mark.xfail(strict=False, reason=(
     "measured with the reference's step size and the victim's own model and recipe as surrogate (targets from "
     "the test split): 0 of 12 targets on θ_poisoned and 0 of 12 on θ_retrain (digits, small_cnn width 16, "
