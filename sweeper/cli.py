@@ -11,6 +11,7 @@ from . import config
 from . import methods as _methods
 from .errors import SweeperError
 from .registry import attacks, methods
+from .workdir import DEFAULT_WORKDIR
 
 
 def _signature_params(fn) -> str:
@@ -91,7 +92,7 @@ def cmd_run(args) -> int:
 def _dry_run(args) -> int:
     """What the sweep would do, without Ray, MLflow or training. Slots: this machine's cores (and GPUs
     at gpus_per_trial), or with --address the cluster's, asked of Ray."""
-    from .sweep import plan
+    from .plan import plan
 
     exp = config.apply_options(_load(args), trials=args.trials, gpus_per_trial=args.gpus_per_trial,  # as `run`
                                max_failures=args.max_failures, max_concurrent=args.max_concurrent)
@@ -116,7 +117,7 @@ def _dry_run(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import table
-    from .sweep import rebuild_report
+    from .readback import rebuild_report
 
     result = rebuild_report(args.workdir, args.sweep, args.tracking_uri)
     print(table(result.summary))
@@ -127,7 +128,7 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     import pandas as pd
 
-    from .sweep import compare_sweeps
+    from .readback import compare_sweeps
 
     table = compare_sweeps(args.sweeps, args.workdir, args.tracking_uri)
     if args.out:
@@ -140,7 +141,7 @@ def cmd_compare(args) -> int:
 def cmd_sweeps(args) -> int:
     import pandas as pd
 
-    from .sweep import list_sweeps
+    from .readback import list_sweeps
 
     table = list_sweeps(args.workdir, args.tracking_uri)
     if table.empty:
@@ -196,8 +197,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", nargs="?", help="experiment YAML or bundled name (default: quickstart)")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings over the file, e.g. trials=20 "
                    "recipe.epochs=10 methods=[gd,scrub] (values are YAML; see `sweeper validate EXP ... --show`)")
-    r.add_argument("--workdir", default="sweeper-work", help="base models, Ray results, MLflow database and "
-                   "report/ go here (default: ./sweeper-work)")
+    r.add_argument("--workdir", default=DEFAULT_WORKDIR, help="base models, Ray results, MLflow database and "
+                   f"report/ go here (default: ./{DEFAULT_WORKDIR})")
     r.add_argument("--trials", type=int, help="Optuna trials per (attack, method), overriding the file")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     r.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of starting one")
@@ -223,19 +224,19 @@ def parser() -> argparse.ArgumentParser:
     _data_flags(r)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="rebuild a sweep's report from MLflow alone")
-    rp.add_argument("--workdir", default="sweeper-work", help="the sweep's work directory")
+    rp.add_argument("--workdir", default=DEFAULT_WORKDIR, help="the sweep's work directory")
     rp.add_argument("--sweep", help="sweep name (default: the newest in the tracking store)")
     rp.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     rp.set_defaults(fn=cmd_report)
     c = sub.add_parser("compare", help="put sweeps side by side (removal ± 95%% half-width, status) from MLflow")
     c.add_argument("sweeps", nargs="+", help="two or more sweep names (MLflow experiments)")
-    c.add_argument("--workdir", default="sweeper-work", help="work directory of the tracking store")
+    c.add_argument("--workdir", default=DEFAULT_WORKDIR, help="work directory of the tracking store")
     c.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     c.add_argument("--out", help="also write the table to this CSV file")
     c.set_defaults(fn=cmd_compare)
     w = sub.add_parser("sweeps", help="list the sweeps of a work directory: status, start, trials, report, "
                        "and how to resume one that did not finish")
-    w.add_argument("--workdir", default="sweeper-work", help="work directory of the tracking store")
+    w.add_argument("--workdir", default=DEFAULT_WORKDIR, help="work directory of the tracking store")
     w.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
     w.set_defaults(fn=cmd_sweeps)
     t = sub.add_parser("make-toy-imdb", help="write a small synthetic movie-review corpus in the aclImdb layout "

@@ -32,9 +32,10 @@ class TrialConfig:
     scenario: Scenario
     method: str
     base_dir: str                      # absolute: trials run in per-trial working directories
+    budgets: list[float]               # fractions of C_retrain, ascending; the experiment's (no default here:
+    #                                    a second copy of the quickstart's budgets would drift from its file)
     seeds: list[int] = field(default_factory=lambda: [0])
     hparams: dict = field(default_factory=dict)
-    budgets: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.06, 0.08, 0.10])
     device: str = "auto"
     save_models: str | None = None     # a folder: the model at each checkpoint, as budget-B.safetensors
     membership: bool = True            # membership inference at each checkpoint (the report reads it from

@@ -1,11 +1,14 @@
 """Shared fixtures: a tiny digits scenario (seconds to train) and the quickstart scenario, each cached
-once per test session in a temporary base directory."""
+once per test session in a temporary base directory; one embedded Ray; the shared sweep (slow tests)."""
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -14,9 +17,17 @@ from sweeper import config  # noqa: E402
 from sweeper.basecache import base_models  # noqa: E402
 from sweeper.scenario import Scenario  # noqa: E402
 from sweeper.training import Recipe  # noqa: E402
+from shared_sweep import EXAMPLE, PLUGIN, SHARED  # noqa: E402
 
 TINY = Scenario(model_params={"width": 8}, attack_params={"fraction": 0.2, "eps": 1.0},
                 recipe=Recipe(epochs=8))
+
+
+def pytest_collection_modifyitems(items):
+    """Tests reading the shared sweep run on one xdist worker (--dist loadgroup), so it runs once."""
+    for item in items:
+        if "_shared_sweep" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("shared_sweep"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,3 +69,54 @@ def ray_session():
     yield
     if started:
         tuning.stop()
+
+
+# -- the shared sweep -------------------------------------------------------------------------------------
+# One real sweep (Ray Tune, Optuna, MLflow SQLite) for every test that only reads a sweep's outputs
+# (test_sweep_e2e, test_mlflow_layout, test_plugins, test_dry_run_vs_sweep; its experiment: shared_sweep.py).
+# It runs once per session (per xdist worker: those tests share one), only when a slow test asks for it.
+class Swept:
+    """The shared sweep's result, its MLflow runs (a DataFrame), its progress lines, its files and the
+    dry run's plan made just before it ran."""
+
+    def __init__(self, result, runs, lines, experiment_file: Path, plugin_file: Path, planned):
+        self.result, self.runs, self.lines = result, runs, lines
+        self.experiment_file, self.plugin_file, self.planned = experiment_file, plugin_file, planned
+
+
+@pytest.fixture(scope="session")
+def plugin_file(tmp_path_factory):
+    """examples/my_method.py as PLUGIN, with its search space, in a folder on no process's sys.path (one file
+    per session: a process loads a plugin name from one file only)."""
+    folder = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(EXAMPLE, folder / f"{PLUGIN}.py")
+    shutil.copy(EXAMPLE.with_suffix(".yaml"), folder / f"{PLUGIN}.yaml")
+    return folder / f"{PLUGIN}.py"
+
+
+@pytest.fixture(scope="session")
+def _shared_sweep(tmp_path_factory, ray_session, plugin_file):
+    import mlflow
+
+    from sweeper import plan, sweep
+
+    folder = tmp_path_factory.mktemp("shared")
+    path = folder / "shared.yaml"
+    path.write_text(yaml.safe_dump({**SHARED, "plugins": [str(plugin_file)]}))
+    planned = plan.plan(config.load(str(path)), folder / "work")  # what --dry-run says, before anything ran
+    lines = []
+    result = sweep.run_sweep(path, workdir=folder / "work", progress=lines.append)
+    mlflow.set_tracking_uri(result.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[result.name], max_results=10000)  # as logged, not as reported
+    return Swept(result, runs, lines, path, plugin_file, planned)
+
+
+@pytest.fixture
+def shared_sweep(request, _shared_sweep):
+    """The shared sweep, for slow tests only (the fast suite must run no sweep)."""
+    import mlflow
+
+    if request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"{request.node.nodeid} reads the shared sweep but is not marked slow")
+    mlflow.set_tracking_uri(_shared_sweep.result.tracking_uri)
+    return _shared_sweep

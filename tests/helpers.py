@@ -18,8 +18,9 @@ def unlearn_data(base, seed=None):
                                 base.seed if seed is None else seed)
 
 
-def run_method(base, name, budgets=(0.02,), on_checkpoint=None, model=None, **hparams):
-    """θ_poisoned (or `model`) after `name` under `budgets`; returns (model, budget, [(fraction, units, state)])."""
+def run_method(base, name, budgets=(0.02,), on_checkpoint=None, model=None, retrain_units=None, **hparams):
+    """θ_poisoned (or `model`) after `name` under `budgets` (fractions of `retrain_units`, by default the
+    scenario's); returns (model, budget, [(fraction, units, state)])."""
     model = model if model is not None else base.model("poisoned")
     seen = []
 
@@ -28,7 +29,7 @@ def run_method(base, name, budgets=(0.02,), on_checkpoint=None, model=None, **hp
         if on_checkpoint:
             on_checkpoint(fraction, units)
 
-    budget = Budget(base.retrain_units, list(budgets), record)
+    budget = Budget(retrain_units or base.retrain_units, list(budgets), record)
     method = methods.get(name)
     method.unlearn(model, unlearn_data(base), budget, **hparams)
     if _methods.kind(method) == "fixed":

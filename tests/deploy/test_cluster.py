@@ -65,7 +65,7 @@ def test_a_sweep_survives_losing_a_worker_node(tmp_path, server):  # noqa: F811
     exp.write_text(yaml.safe_dump({
         "name": "cluster", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
         "attack": {"name": "gaussian"}, "recipe": {"epochs": 4}, "methods": ["gd", "ga"],
-        "budgets": [0.02, 0.04], "trials": 4, "seeds": [0], "fresh_seeds": [100, 101]}))
+        "budgets": [0.02, 0.04], "trials": 3, "seeds": [0], "fresh_seeds": [100, 101]}))
     calm, _ = _run(tmp_path, exp, server, "calm", "no")
     hit, log = _run(tmp_path, exp, server, "hit", "yes")
     assert hit["removed"], log[-2000:]
@@ -76,7 +76,7 @@ def test_a_sweep_survives_losing_a_worker_node(tmp_path, server):  # noqa: F811
         runs = mlflow.search_runs(experiment_names=[name])
         tuned = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune")
                      & runs["tags.method"].isin(["gd", "ga"])]
-        assert len(tuned) == 8 and tuned["tags.trial_id"].is_unique  # every Tune trial exactly once
+        assert len(tuned) == 6 and tuned["tags.trial_id"].is_unique  # every Tune trial exactly once
         assert set(tuned["status"]) <= {"FINISHED", "KILLED", "FAILED"}
         # every trial that reported a checkpoint names the worker it ran on; only a trial whose node died
         # before it ever ran (Tune reports its failure without a start) has none, and it is FAILED

@@ -11,7 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from sweeper import sweep
+from sweeper import readback, sweep, tracking
+from sweeper.errors import SweeperError
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +42,17 @@ def server(tmp_path):
     else:
         proc.kill()
         pytest.fail("mlflow server did not start within 90 s")
-    yield uri
+    yield uri, proc
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
+    server, _ = server
     path = tmp_path / "server.yaml"
     path.write_text(yaml.safe_dump({
         "name": "served", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
-        "attack": {"name": "gaussian"}, "recipe": {"epochs": 8}, "methods": ["gd"],
+        "attack": {"name": "gaussian"}, "recipe": {"epochs": 4}, "methods": ["gd"],
         "budgets": [0.02, 0.04], "trials": 2, "seeds": [0], "fresh_seeds": [1, 2]}))
     result = sweep.run_sweep(path, workdir=tmp_path / "wd", tracking_uri=server, progress=lambda _: None)
     mlflow.set_tracking_uri(server)
@@ -61,5 +63,19 @@ def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
     assert set(fresh["tags.seed"]) == {"1", "2"} and {"none", "retrain", "gd"} <= set(fresh["tags.method"])
     assert not (tmp_path / "wd" / "mlflow.db").exists()  # nothing went to a local store
     assert (tmp_path / "server-artifacts").exists()      # artifacts went through the server
-    rebuilt = sweep.rebuild_report(tmp_path / "wd", tracking_uri=server)
+    rebuilt = readback.rebuild_report(tmp_path / "wd", tracking_uri=server)
     assert set(rebuilt.summary.method) == {"none", "retrain", "gd"} and len(result.summary) == 4
+
+
+def test_a_server_that_stops_answering_is_an_error_not_an_absent_artifact(server, tmp_path):
+    """A transient failure reading a run's experiment used to read as "nothing logged", so --resume
+    skipped its check that the experiment is the same."""
+    uri, proc = server
+    record = tracking.SweepRecord(uri, "s", tmp_path)
+    record.reserve(numbered=False)
+    parent = tracking.RunWriter(record).start_parent("gaussian", "gd", {}, {"trials": 2})
+    assert tracking.reader.read_text(record, parent, "experiment.json") == '{\n "trials": 2\n}'
+    proc.terminate()
+    proc.wait(timeout=30)
+    with pytest.raises(SweeperError, match=f"cannot read experiment.json of run {parent} from {uri}"):
+        tracking.reader.read_text(record, parent, "experiment.json")

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from helpers import SWEEPER
 
-from sweeper import cli, report, sweep, tracking
+from sweeper import cli, readback, report, tracking, workdir
+from sweeper.listener import Listener
 
 PLAN_EXPERIMENT = {"name": "ids", "scenarios": [{"attack": "gaussian"}], "methods": ["gd", "ga"],
                    "budgets": [0.02, 0.04], "fresh_seeds": [10, 11, 12], "delta": 0.1, "spaces": {}}
@@ -43,17 +44,18 @@ def live_rows() -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def log_sweep(wd, rows: pd.DataFrame, name="ids", status="finished") -> tracking.Tracker:
+def log_sweep(wd, rows: pd.DataFrame, name="ids", status="finished") -> tracking.RunWriter:
     """Write a sweep's parents as `run_sweep` does (real MLflow, SQLite in `wd`)."""
     uri = tracking.default_uri(wd)
     tracking.open_store(uri, wd)
-    tracker = tracking.Tracker(uri, name, wd)
-    tracker.reserve(numbered=False)
+    record = tracking.SweepRecord(uri, name, wd)
+    record.reserve(numbered=False)
+    tracker = tracking.RunWriter(record)
     for method in ("none", "retrain", "gd", "ga"):
         parent = tracker.start_parent("gaussian", method, {}, PLAN_EXPERIMENT)
         mine = rows[rows.method == method]
         tracker.end_parent(parent, mine.to_dict("records"))
-    tracker.set_status(status)
+    record.set_status(status)
     return tracker
 
 
@@ -61,7 +63,7 @@ def test_a_rebuilt_report_equals_the_live_one_when_trial_ids_look_numeric(tmp_pa
     rows = live_rows()
     live = report.summarize(rows, 0.1, report.plan_of(PLAN_EXPERIMENT))
     log_sweep(tmp_path, rows)
-    rebuilt = sweep.rebuild_report(tmp_path).summary
+    rebuilt = readback.rebuild_report(tmp_path).summary
     pd.testing.assert_frame_equal(rebuilt, live, check_dtype=False)
     gd = rebuilt[(rebuilt.method == "gd") & (rebuilt.budget == 0.04)].iloc[0]
     assert gd.trial_id == "890922e8" and gd.n_fresh == 3 and gd.removal == pytest.approx(0.4)
@@ -93,7 +95,7 @@ def test_failed_references_give_failed_rows_not_a_verdict():
 
 def test_an_interrupted_sweep_rebuilds_as_a_partial_report(tmp_path):
     log_sweep(tmp_path, live_rows(), status="interrupted")
-    result = sweep.rebuild_report(tmp_path)
+    result = readback.rebuild_report(tmp_path)
     assert "PARTIAL: interrupted" in (result.report_dir / "report.html").read_text()
     assert (result.report_dir / "PARTIAL.txt").exists()
 
@@ -109,8 +111,8 @@ def test_the_store_is_created_atomically_and_once_by_concurrent_runs(tmp_path):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no half-built leftovers
-    tracker = tracking.Tracker(tracking.default_uri(tmp_path), "x", tmp_path)
-    assert tracker.reserve(numbered=True) == "x"
+    record = tracking.SweepRecord(tracking.default_uri(tmp_path), "x", tmp_path)
+    assert record.reserve(numbered=True) == "x"
 
 
 def test_concurrent_runs_pass_the_work_directory_check_together(tmp_path):
@@ -120,7 +122,7 @@ def test_concurrent_runs_pass_the_work_directory_check_together(tmp_path):
     def check():
         for _ in range(300):
             try:
-                sweep.prepare_workdir(tmp_path / "wd")
+                workdir.prepare_workdir(tmp_path / "wd")
             except Exception as e:  # noqa: BLE001 - collected and asserted below
                 errors.append(str(e))
 
@@ -167,7 +169,7 @@ def test_names_are_reserved_atomically(tmp_path):
     uri = tracking.default_uri(tmp_path)
     tracking.open_store(uri, tmp_path)
     got = []
-    threads = [threading.Thread(target=lambda: got.append(tracking.Tracker(uri, "s", tmp_path).reserve(True)))
+    threads = [threading.Thread(target=lambda: got.append(tracking.SweepRecord(uri, "s", tmp_path).reserve(True)))
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -175,7 +177,7 @@ def test_names_are_reserved_atomically(tmp_path):
         t.join()
     assert sorted(got) == ["s", "s-2", "s-3", "s-4"]
     with pytest.raises(Exception, match="already exists"):
-        tracking.Tracker(uri, "s", tmp_path).reserve(numbered=False)
+        tracking.SweepRecord(uri, "s", tmp_path).reserve(numbered=False)
 
 
 def test_name_of_an_existing_sweep_is_refused_before_anything_runs(tmp_path, capsys):
@@ -196,9 +198,9 @@ def test_sweeps_lists_each_sweep_with_its_state_its_report_and_how_to_resume_it(
     (tmp_path / "report" / "done" / "report.html").write_text("<html></html>")
     log_sweep(tmp_path, live_rows(), name="cut", status="interrupted")
     reserve = ("import sys; from pathlib import Path; from sweeper import tracking; wd = Path(sys.argv[1]); "
-               "tracking.Tracker(tracking.default_uri(wd), 'gone', wd).reserve(numbered=False)")
+               "tracking.SweepRecord(tracking.default_uri(wd), 'gone', wd).reserve(numbered=False)")
     subprocess.run([sys.executable, "-c", reserve, str(tmp_path)], check=True, timeout=120)  # its driver has exited
-    table = sweep.list_sweeps(tmp_path)
+    table = readback.list_sweeps(tmp_path)
     assert list(table.sweep) == ["gone", "cut", "done"]  # newest first
     assert list(table.status) == ["died", "interrupted", "finished"]
     assert list(table.tuning_trials) == [0, 0, 1]
@@ -212,17 +214,17 @@ def test_sweeps_lists_each_sweep_with_its_state_its_report_and_how_to_resume_it(
 
 def test_the_resume_command_is_the_starting_one_with_resume_in_place_of_name():
     started = ["sweeper", "run", "my exp.yaml", "--name", "a", "trials=3", "--storage", "s3://b/p?x=1", "--name=b"]
-    assert sweep.resume_command(started, "a", {}) == "sweeper run 'my exp.yaml' trials=3 --storage 's3://b/p?x=1' --resume a"
-    assert sweep.resume_command(None, "q-2", {"name": "q", "profile": "tiny"}) == "sweeper run q --profile tiny --resume q-2"
+    assert readback.resume_command(started, "a", {}) == "sweeper run 'my exp.yaml' trials=3 --storage 's3://b/p?x=1' --resume a"
+    assert readback.resume_command(None, "q-2", {"name": "q", "profile": "tiny"}) == "sweeper run q --profile tiny --resume q-2"
 
 
 def test_a_sweep_started_from_the_command_line_records_how_to_resume_it(tmp_path):
     wd = tmp_path / "wd"
-    tracking.open_store(tracking.default_uri(wd), sweep.prepare_workdir(wd))
+    tracking.open_store(tracking.default_uri(wd), workdir.prepare_workdir(wd))
     argv = ["sweeper", "run", "quickstart", "--workdir", str(wd), "trials=2", "--name", "x"]
-    tracking.Tracker(tracking.default_uri(wd), "x", wd).reserve(numbered=False, command=argv)
-    tracking.Tracker(tracking.default_uri(wd), "x", wd).set_status("interrupted")
-    assert list(sweep.list_sweeps(wd).resume) == [f"sweeper run quickstart --workdir {wd} trials=2 --resume x"]
+    tracking.SweepRecord(tracking.default_uri(wd), "x", wd).reserve(numbered=False, command=argv)
+    tracking.SweepRecord(tracking.default_uri(wd), "x", wd).set_status("interrupted")
+    assert list(readback.list_sweeps(wd).resume) == [f"sweeper run quickstart --workdir {wd} trials=2 --resume x"]
 
 
 # -- Ray addresses ----------------------------------------------------------------------------------------
@@ -316,17 +318,18 @@ def test_a_trial_that_fails_before_it_starts_still_gets_exactly_one_run(tmp_path
     """A node that dies while Tune places a trial: Tune reports the retry (and possibly the final error)
     without ever reporting the start. Seen in CI: `retries` was tagged on a run that did not exist."""
     wd = tmp_path
-    tracker = tracking.Tracker(tracking.default_uri(wd), "early", wd)
-    tracker.reserve(numbered=False)
+    record = tracking.SweepRecord(tracking.default_uri(wd), "early", wd)
+    record.reserve(numbered=False)
+    tracker = tracking.RunWriter(record)
     parent = tracker.start_parent("gaussian", "gd", {}, {})
     lines = []
-    listener = sweep.Listener(tracker, parent, "gaussian", "gd", {}, trials=2, progress=lines.append)
+    listener = Listener(tracker, parent, "gaussian", "gd", {}, trials=2, progress=lines.append)
     listener.trial_restarted("t1", "ActorDiedError: node gone", {"lr": 0.1})
     listener.trial_started("t1", {"lr": 0.1})  # the retry starts: the same run, not a second one
     listener.trial_result("t1", {"budget": 0.02, "objective": 0.5, "removal": 0.5})
     listener.trial_finished("t1", "FINISHED", None, {"lr": 0.1})
     listener.trial_finished("t2", "FAILED", "ActorDiedError: node gone", {"lr": 0.2})  # never started at all
-    runs = {r.data.tags["trial_id"]: r for r in tracker.client.search_runs([tracker.experiment_id])
+    runs = {r.data.tags["trial_id"]: r for r in tracker.client.search_runs([record.experiment_id])
             if r.data.tags.get("level") == "trial"}
     assert set(runs) == {"t1", "t2"}
     assert runs["t1"].data.tags["retries"] == "1" and runs["t1"].info.status == "FINISHED"

@@ -1,42 +1,35 @@
 """A method from a file outside the package (in a folder no Ray worker imports from): validated like a
 built-in, loaded in every worker, swept, reported and logged; bad plugins are one clear line."""
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 
-from sweeper import cli, config, plugins, sweep
+from shared_sweep import PLUGIN, SHARED
+from sweeper import cli, config, plugins, readback
 from sweeper.registry import methods
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "my_method.py"
 
 
-@pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("elsewhere")  # not on sys.path of any process
-    name = "plug_gd"
-    shutil.copy(EXAMPLE, folder / f"{name}.py")
-    shutil.copy(EXAMPLE.with_suffix(".yaml"), folder / f"{name}.yaml")
-    return folder
+@pytest.fixture
+def plugin_dir(plugin_file):
+    return plugin_file.parent
 
 
-def test_a_plugin_method_runs_in_a_real_sweep_and_shows_up_everywhere(plugin_dir, tmp_path, ray_session):
-    exp = tmp_path / "p.yaml"
-    exp.write_text(yaml.safe_dump({
-        "name": "plug", "dataset": "digits", "model": {"name": "small_cnn", "width": 8}, "attack": "gaussian",
-        "recipe": {"epochs": 3}, "methods": ["gd", "plug_gd"], "budgets": [0.02, 0.04], "trials": 2, "seeds": [0],
-        "fresh_seeds": [1, 2], "plugins": [str(plugin_dir / "plug_gd.py")]}))
-    result = sweep.run_sweep(exp, workdir=tmp_path / "wd", progress=lambda _: None)
-    mine = result.summary[result.summary.method == "plug_gd"]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py), which names the plugin file
+def test_a_plugin_method_runs_in_a_real_sweep_and_shows_up_everywhere(shared_sweep):
+    result = shared_sweep.result
+    s = result.summary
+    mine = s[(s.method == PLUGIN) & (s.attack == "gaussian")]
     assert len(mine) == 2 and set(mine.status) <= {"ok", "accuracy_violated"} and mine.n_fresh.eq(2).all()
     client = MlflowClient(result.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("plug").experiment_id], max_results=1000)
-    trials = [r for r in runs if r.data.tags.get("method") == "plug_gd" and r.data.tags.get("phase") == "tune"]
-    assert len(trials) == 2 and all(r.info.status in ("FINISHED", "KILLED") for r in trials)
+    runs = client.search_runs([client.get_experiment_by_name(result.name).experiment_id], max_results=1000)
+    trials = [r for r in runs if r.data.tags.get("method") == PLUGIN and r.data.tags.get("phase") == "tune"
+              and r.data.tags.get("attack") == "gaussian"]
+    assert len(trials) == SHARED["trials"] and all(r.info.status in ("FINISHED", "KILLED") for r in trials)
     assert {"lr", "decay"} <= set(trials[0].data.params)
-    rebuilt = sweep.rebuild_report(tmp_path / "wd", "plug")
+    rebuilt = readback.rebuild_report(result.workdir, result.name)
     assert rebuilt.summary.equals(result.summary)
 
 
@@ -68,12 +61,12 @@ def test_a_missing_plugin_file_is_one_line(capsys, tmp_path):
 
 
 def test_the_same_file_loads_once_per_process(plugin_dir):
-    spec = plugins.spec(plugin_dir / "plug_gd.py")
+    spec = plugins.spec(plugin_dir / f"{PLUGIN}.py")
     plugins.ensure([spec])
-    first = methods.get("plug_gd")
+    first = methods.get(PLUGIN)
     plugins.ensure([spec])
-    assert methods.get("plug_gd") is first
-    assert "plug_gd" not in config.searchable_methods()  # a file's method joins only sweeps that name it
+    assert methods.get(PLUGIN) is first
+    assert PLUGIN not in config.searchable_methods()  # a file's method joins only sweeps that name it
 
 
 def test_installed_packages_register_through_entry_points(tmp_path, monkeypatch):

@@ -8,114 +8,104 @@ import pandas as pd
 import pytest
 import yaml
 
+from shared_sweep import REFERENCES, SEARCHED, SHARED
 from sweeper import readback, sweep
 from sweeper.metrics import DIVERGED
 
-EXPERIMENT = {
-    "name": "e2e", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
-    "attack": {"name": "gaussian", "fraction": 0.2, "eps": 1.0}, "recipe": {"epochs": 8},
-    "methods": ["gd", "ga"], "budgets": [0.02, 0.04], "trials": 3, "seeds": [0], "fresh_seeds": [1, 2],
-    "spaces": {
-        # A range a user got wrong: lr = -1 makes torch's SGD raise, so that trial must be FAILED.
-        "gd": {"params": {"lr": {"low": -1.0, "high": 0.1}}, "points": [{"lr": -1.0}]},
-        # lr = 1e4 of gradient ascent overflows to NaN: the trial must get the penalised objective.
-        "ga": {"params": {"lr": {"low": 1.0e-5, "high": 1.0e+4, "log": True}}, "points": [{"lr": 1.0e+4}]},
-    },
-}
+
+def tuned(runs: pd.DataFrame, attack: str = "gaussian") -> pd.DataFrame:
+    return runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune") & (runs["tags.attack"] == attack)]
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory, ray_session):
-    wd = tmp_path_factory.mktemp("sweep")
-    path = wd / "e2e.yaml"
-    path.write_text(yaml.safe_dump(EXPERIMENT))
-    lines = []
-    result = sweep.run_sweep(path, workdir=wd / "work", progress=lines.append)
-    mlflow.set_tracking_uri(result.tracking_uri)
-    runs = mlflow.search_runs(experiment_names=[result.name])
-    return result, runs, lines
-
-
-def _tune_trial_ids(workdir: Path, sweep: str, method: str) -> set[str]:
+def _tune_trial_ids(workdir: Path, sweep: str, attack: str, method: str) -> set[str]:
     """Ray's own record of the trials it ran (its per-trial folders and their params.json),
     independent of our callback."""
-    folder = workdir / "ray" / sweep / "gaussian"
+    folder = workdir / "ray" / sweep / attack
     return {p.parent.name.split("_")[2] for p in folder.glob("_trainable_*/params.json")
             if json.loads(p.read_text())["method"] == method}
 
 
-def test_every_tune_trial_has_exactly_one_child_run(swept):
-    result, runs, _ = swept
-    trials = runs[(runs["tags.level"] == "trial") & (runs["tags.phase"] == "tune")]
-    for method in ("gd", "ga"):
-        ray_ids = _tune_trial_ids(result.workdir, result.name, method)
-        mine = trials[trials["tags.method"] == method]["tags.trial_id"]
-        assert len(ray_ids) == 3 and sorted(mine) == sorted(ray_ids)
-    parents = runs[runs["tags.level"] == "parent"]
-    assert sorted(parents["tags.method"]) == ["ga", "gd", "none", "retrain"]
-    for _, child in trials.iterrows():
-        assert child["tags.mlflow.parentRunId"] in set(parents["run_id"])
-        assert child["tags.phase"] == "tune" and child["tags.seed"] == "0" and child["tags.scenario"]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_every_tune_trial_has_exactly_one_child_run(shared_sweep):
+    result, runs = shared_sweep.result, shared_sweep.runs
+    for attack in ("gaussian", "backdoor"):
+        trials = tuned(runs, attack)
+        for method in SEARCHED:
+            ray_ids = _tune_trial_ids(result.workdir, result.name, attack, method)
+            mine = trials[trials["tags.method"] == method]["tags.trial_id"]
+            assert len(ray_ids) == SHARED["trials"] and sorted(mine) == sorted(ray_ids)
+        parents = runs[(runs["tags.level"] == "parent") & (runs["tags.attack"] == attack)]
+        assert sorted(parents["tags.method"]) == sorted(SEARCHED + REFERENCES)
+        for _, child in trials.iterrows():
+            assert child["tags.mlflow.parentRunId"] in set(parents["run_id"])
+            assert child["tags.seed"] == "0" and child["tags.scenario"]
 
 
-def test_a_trial_that_raises_is_failed_with_its_error(swept):
-    _, runs, lines = swept
-    gd = runs[(runs["tags.method"] == "gd") & (runs["tags.phase"] == "tune")]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_a_trial_that_raises_is_failed_with_its_error(shared_sweep):
+    runs, lines = shared_sweep.runs, shared_sweep.lines
+    gd = tuned(runs)[tuned(runs)["tags.method"] == "gd"]
     failed = gd[gd["params.lr"] == "-1.0"]
     assert list(failed["status"]) == ["FAILED"]
     assert "Invalid learning rate" in failed.iloc[0]["tags.error"]
     assert any("FAILED (ValueError: Invalid learning rate" in ln for ln in lines)
 
 
-def test_a_diverged_trial_gets_the_penalised_objective_and_does_not_win(swept):
-    result, runs, _ = swept
-    ga = runs[(runs["tags.method"] == "ga") & (runs["tags.phase"] == "tune")]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_a_diverged_trial_gets_the_penalised_objective_and_does_not_win(shared_sweep):
+    ga = tuned(shared_sweep.runs)[tuned(shared_sweep.runs)["tags.method"] == "ga"]
     diverged = ga[ga["params.lr"] == "10000.0"].iloc[0]
     assert diverged["metrics.objective"] == DIVERGED and diverged["tags.diverged"] == "true"
-    summary = result.summary
-    ga_rows = summary[summary.method == "ga"]
+    summary = shared_sweep.result.summary
+    ga_rows = summary[(summary.method == "ga") & (summary.attack == "gaussian")]
     assert (ga_rows.objective_tuning > DIVERGED).all() and not (ga_rows.trial_id == diverged["tags.trial_id"]).any()
 
 
-def test_metrics_are_stepped_by_checkpoint(swept):
-    result, runs, _ = swept
-    run = runs[(runs["tags.method"] == "ga") & (runs["status"] == "FINISHED") & (runs["tags.phase"] == "tune")].iloc[0]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_metrics_are_stepped_by_checkpoint(shared_sweep):
+    result, runs = shared_sweep.result, tuned(shared_sweep.runs)
+    run = runs[(runs["tags.method"] == "ga") & (runs["status"] == "FINISHED")].iloc[0]
     history = mlflow.MlflowClient(result.tracking_uri).get_metric_history(run["run_id"], "removal")
     assert [m.step for m in history] == [20, 40]  # budget in per-mille of retraining cost
 
 
-def test_report_has_every_budget_and_references_and_rebuilds_from_mlflow(swept):
-    result, _, _ = swept
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_report_has_every_budget_and_references_and_rebuilds_from_mlflow(shared_sweep, tmp_path):
+    result = shared_sweep.result
     s = pd.read_csv(result.report_dir / "summary.csv")
     for column in ["attack", "method", "budget", "removal", "acc_val", "acc_test", "gus_z", "cost_units",
                    "n_trials", "status", "removal_ci_low", "removal_ci_high", "removal_tuning",
                    "equivalent_to_retrain", "tuning_cost_retrains", "pareto"]:
         assert column in s.columns
-    assert set(s[s.method == "ga"].budget) == {0.02, 0.04}
-    assert set(s.method) == {"none", "retrain", "gd", "ga"}
+    for attack in ("gaussian", "backdoor"):
+        assert set(s[(s.method == "ga") & (s.attack == attack)].budget) == {0.02, 0.04}
+    assert set(s.method) == set(SEARCHED + REFERENCES)
     assert (result.report_dir / "removal_vs_budget.png").stat().st_size > 1000
     (result.report_dir / "summary.csv").unlink()
-    mlflow.set_tracking_uri(f"sqlite:///{result.workdir.parent / 'elsewhere.db'}")  # the global URI must not matter
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the global URI must not matter
     try:
-        rebuilt = readback.rebuild_report(result.workdir)
+        rebuilt = readback.rebuild_report(result.workdir, result.name)
     finally:
         mlflow.set_tracking_uri(result.tracking_uri)
     pd.testing.assert_frame_equal(rebuilt.summary.reset_index(drop=True), s, check_dtype=False)
+    assert (result.report_dir / "summary.csv").is_file()  # written again, for the tests that read it after this one
 
 
-def test_report_files_are_logged_to_the_parent_runs(swept):
-    result, runs, _ = swept
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_report_files_are_logged_to_the_parent_runs(shared_sweep):
+    result, runs = shared_sweep.result, shared_sweep.runs
     parent = runs[(runs["tags.level"] == "parent") & (runs["tags.method"] == "gd")].iloc[0]
     names = {a.path for a in mlflow.MlflowClient(result.tracking_uri).list_artifacts(parent["run_id"], "report")}
     assert {"report/summary.csv", "report/removal_vs_budget.png", "report/report.html", "report/pareto.png"} <= names
 
 
-def test_chosen_configurations_are_re_measured_on_fresh_seeds(swept):
-    result, runs, _ = swept
-    fresh = runs[runs["tags.phase"] == "fresh"]
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_chosen_configurations_are_re_measured_on_fresh_seeds(shared_sweep):
+    result, runs = shared_sweep.result, shared_sweep.runs
+    fresh = runs[(runs["tags.phase"] == "fresh") & (runs["tags.attack"] == "gaussian")]
     assert set(fresh["tags.seed"]) == {"1", "2"}
     s = result.summary
-    ok = s[(s.method == "gd") & (s.status == "ok")]
+    ok = s[(s.method == "gd") & (s.status == "ok") & (s.attack == "gaussian")]
     assert len(ok) > 0  # the loop below must check something
     for _, row in ok.iterrows():
         mine = fresh[fresh["tags.selected_from"] == row.trial_id]
@@ -128,22 +118,24 @@ def test_chosen_configurations_are_re_measured_on_fresh_seeds(swept):
         assert len(fresh[fresh["tags.method"] == ref]) == 2
 
 
-@pytest.mark.slow
-def test_compare_puts_two_sweeps_side_by_side(swept, capsys):
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_compare_puts_two_sweeps_side_by_side(shared_sweep, tmp_path, capsys):
     from sweeper import cli
 
-    result, _, _ = swept
-    small = {**EXPERIMENT, "methods": ["gd"], "trials": 1, "spaces": {}}
-    path = result.workdir.parent / "small.yaml"
+    result = shared_sweep.result
+    small = {**SHARED, "attack": SHARED["attack"][0], "methods": ["gd"], "trials": 1, "spaces": {}}
+    path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(small))
     second = sweep.run_sweep(path, workdir=result.workdir, progress=lambda _: None)
-    assert second.name == "e2e-2"  # the name was taken: numbered, never mixed into the first sweep
-    table = readback.compare_sweeps(["e2e", "e2e-2"], result.workdir)
-    assert {"e2e:removal", "e2e-2:removal", "e2e:status", "e2e-2:status"} <= set(table.columns)
-    gd = table[(table.method == "gd") & (table.budget == 0.04)].iloc[0]
-    assert gd["e2e-2:status"] in ("ok", "accuracy_violated", "attack_ineffective")
-    assert table[table.method == "ga"]["e2e-2:status"].isna().all()  # ga only in the first sweep
-    assert cli.main(["compare", "e2e", "nope", "--workdir", str(result.workdir)]) == 2
+    assert second.name == "shared-2"  # the name was taken: numbered, never mixed into the first sweep
+    table = readback.compare_sweeps(["shared", "shared-2"], result.workdir)
+    assert {"shared:removal", "shared-2:removal", "shared:status", "shared-2:status"} <= set(table.columns)
+    gaussian = table[table.attack == "gaussian"]
+    gd = gaussian[(gaussian.method == "gd") & (gaussian.budget == 0.04)].iloc[0]
+    assert gd["shared-2:status"] in ("ok", "accuracy_violated", "attack_ineffective")
+    assert gaussian[gaussian.method == "ga"]["shared-2:status"].isna().all()  # ga only in the first sweep
+    assert table[table.attack == "backdoor"]["shared-2:status"].isna().all()  # and so was backdoor
+    assert cli.main(["compare", "shared", "nope", "--workdir", str(result.workdir)]) == 2
     assert "no sweep named nope" in capsys.readouterr().err
 
 
@@ -151,7 +143,7 @@ def test_routing_searcher_state_survives_save_and_restore(tmp_path):
     """Tune checkpoints the searcher so that a restored sweep resumes every method's study."""
     from sweeper import config, tuning
 
-    exp = config.parse({**EXPERIMENT, "spaces": {}}, "e2e.yaml")
+    exp = config.parse({**SHARED, "attack": SHARED["attack"][0], "methods": ["gd", "ga"], "spaces": {}}, "e2e.yaml")
     make = lambda: tuning.RoutingSearcher({m: tuning.tuner._study(exp, "gaussian", m) for m in exp.methods}, 2)  # noqa: E731
     a = make()
     first = [a.suggest(f"t{i}") for i in range(3)]
@@ -177,14 +169,13 @@ def _most_at_once(runs: pd.DataFrame) -> int:
     return most
 
 
-def test_max_concurrent_caps_the_trials_tune_runs_at_once(tmp_path, ray_session):
-    """--max-concurrent 1 on 2 cores: Tune runs one trial at a time; by default it runs two."""
-    exp = {**{k: v for k, v in EXPERIMENT.items() if k != "spaces"}, "methods": ["gd"], "trials": 4, "fresh_seeds": []}
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_max_concurrent_caps_the_trials_tune_runs_at_once(shared_sweep, tmp_path):
+    """--max-concurrent 1 on 2 cores: Tune runs one trial at a time; by default (the shared sweep) two."""
+    exp = {**SHARED, "attack": SHARED["attack"][0], "methods": ["gd"], "trials": 3, "fresh_seeds": [], "spaces": {}}
     (tmp_path / "mc.yaml").write_text(yaml.safe_dump(exp))
-    seen = {}
-    for cap in (1, None):
-        result = sweep.run_sweep(tmp_path / "mc.yaml", workdir=tmp_path / "work", name=f"mc-{cap}",
-                                 max_concurrent=cap, progress=lambda _: None)
-        mlflow.set_tracking_uri(result.tracking_uri)
-        seen[cap] = _most_at_once(mlflow.search_runs(experiment_names=[result.name]))
-    assert seen == {1: 1, None: 2}
+    result = sweep.run_sweep(tmp_path / "mc.yaml", workdir=tmp_path / "work", name="mc-1", max_concurrent=1,
+                             progress=lambda _: None)
+    mlflow.set_tracking_uri(result.tracking_uri)
+    assert _most_at_once(mlflow.search_runs(experiment_names=[result.name])) == 1
+    assert _most_at_once(shared_sweep.runs) == 2

@@ -13,7 +13,8 @@ TIMERS = {"cost/seconds", "trial/seconds"}
 
 
 def config(scenario, base_dir, method, **kw):
-    return {"scenario": scenario.as_dict(), "method": method, "base_dir": base_dir, **kw}
+    return {"scenario": scenario.as_dict(), "method": method, "base_dir": base_dir,
+            "budgets": [0.02, 0.04, 0.06, 0.08, 0.10], **kw}
 
 
 def test_several_trials_share_one_training(tmp_path, tiny_scenario, monkeypatch):

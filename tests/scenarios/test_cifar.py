@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from sweeper import cli, config
+from sweeper import methods as _methods
 from sweeper.data import DataSet, Split
 from sweeper.datasets import _cifar, cifar10, cifar100
 from sweeper.errors import SweeperError
 from sweeper.methods._common import last_blocks, reinitialise
-from sweeper.registry import models
+from sweeper.registry import methods, models
 from sweeper.basecache import base_models
 from sweeper.scenario import Scenario
 from sweeper.training import Recipe
@@ -280,15 +282,34 @@ def test_eu_k_on_resnet18_keeps_earlier_stages_bit_identical(cifar_base):
             assert not torch.equal(after[key], before[key]), key
 
 
+@pytest.mark.parametrize("name", config.searchable_methods("image"))
+def test_every_image_method_runs_on_resnet18_within_its_budget(cifar_base, name):
+    """What `methods: all` sweeps on CIFAR, method by method outside a sweep (the sweep below runs two).
+    Fixed-cost methods get a budget they fit in: SSD costs more than this 1-epoch scenario's retraining."""
+    fixed = _methods.kind(methods.get(name)) == "fixed"
+    retrain_units = 10 * cifar_base.retrain_units if fixed else None
+    model, budget, seen = run_method(cifar_base, name, (0.02, 0.3), retrain_units=retrain_units)
+    assert [f for f, _, _ in seen] == ([0.3] if fixed else [0.02, 0.3])  # fixed: over budget at 0.02 only
+    assert 0 < budget.spent <= budget.total
+    assert not states_equal(model.state_dict(), cifar_base.poisoned)
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+
+
 @pytest.mark.slow
 def test_cifar10_quick_tiny_sweep_end_to_end(tmp_path, folder10):
-    """`sweeper run cifar10_quick --profile tiny` on the 600/200 folder, one trial per method (5-7 min on 2 shared cores)."""
+    """`sweeper run cifar10_quick --profile tiny` on the 600/200 folder from the installed CLI: both attacks,
+    ResNet-18, one trial of two methods at two budgets, 2 epochs instead of 4: base models are most of
+    its time (every image method on ResNet-18: the test above)."""
     root, _ = folder10
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    start = time.perf_counter()
-    done = subprocess.run([SWEEPER, "run", str(QUICK), "--profile", "tiny", "--data-root",
-                           str(root), "--skip-checksums", "--trials", "1", "--workdir", "wd"],
+    done = subprocess.run([SWEEPER, "run", str(QUICK), "--profile", "tiny", "--data-root", str(root), "--skip-checksums",
+                           "--trials", "1", "--workdir", "wd", "methods=[gd,scrub]", "budgets=[0.04,0.1]",
+                           "recipe.epochs=2"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "wd" / "report" / "cifar10_quick" / "summary.csv").is_file()
-    print(f"cifar10_quick tiny sweep: {time.perf_counter() - start:.0f} s")
+    s = pd.read_csv(tmp_path / "wd" / "report" / "cifar10_quick" / "summary.csv")
+    searched = s[s.method.isin(["gd", "scrub"])]
+    assert sorted(set(zip(searched.attack, searched.method, searched.budget))) == sorted(
+        (a, m, b) for a in ("backdoor", "gaussian") for m in ("gd", "scrub") for b in (0.04, 0.1))
+    assert set(s.method) == {"gd", "scrub", "none", "retrain"}
+    assert not searched.status.isin(["reference_failed", "fresh_failed", "no_fresh"]).any()  # nothing failed

@@ -406,15 +406,31 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return root
 
 
+SWEEP_SEEDS = (0, 100, 101)  # the tiny sweep's tuning seed and its two fresh seeds
+
+
+@pytest.fixture(scope="module")
+def tiny_swept(tiny_corpus, tmp_path_factory, ray_session):
+    """gd and ga swept on the bundled tiny experiment (profile tiny); its base models, trained by the sweep's
+    Ray workers for seeds 0, 100 and 101, are those the acceptance check reads."""
+    from sweeper import sweep
+
+    exp = config.load("gpt2_imdb_tiny", "tiny", data_root=str(tiny_corpus),
+                      overrides=["methods=[gd,ga]", f"fresh_seeds={list(SWEEP_SEEDS[1:])}"])
+    return exp, sweep.run_sweep(exp, workdir=tmp_path_factory.mktemp("llm") / "work", progress=lambda line: None)
+
+
 @pytest.mark.slow
-def test_the_tiny_variant_learns_the_task_and_the_backdoor(tiny_corpus, tmp_path):
-    """θ_poisoned sends > 80% of triggered held-out texts to the target, θ_retrain < 20%, on seeds 0-2,
-    with the bundled tiny experiment's own scenario and recipe (trained from scratch on the CPU)."""
+def test_the_tiny_variant_learns_the_task_and_the_backdoor(tiny_swept):
+    """θ_poisoned sends > 80% of triggered held-out texts to the target, θ_retrain < 20%, on three seeds, with
+    the bundled tiny experiment's own scenario and recipe (trained from scratch on the CPU, by the sweep)."""
     from sweeper.basecache import base_models
 
-    scenario = config.load("gpt2_imdb_tiny", data_root=str(tiny_corpus)).scenario
-    for seed in (0, 1, 2):
-        m = base_models(scenario, seed, tmp_path).manifest["metrics"]
+    exp, result = tiny_swept
+    base = result.workdir / "base"
+    for seed in SWEEP_SEEDS:
+        assert (base / exp.scenario.key(seed)).is_dir()  # the sweep's own models, read, not trained again
+        m = base_models(exp.scenario, seed, base).manifest["metrics"]
         print(f"seed {seed}: ASR poisoned {m['poisoned']['backdoor/asr']:.3f} retrain {m['retrain']['backdoor/asr']:.3f} "
               f"acc/val {m['poisoned']['acc/val']:.3f} / {m['retrain']['acc/val']:.3f}")
         assert m["poisoned"]["backdoor/asr"] > 0.8 and m["retrain"]["backdoor/asr"] < 0.2
@@ -422,12 +438,8 @@ def test_the_tiny_variant_learns_the_task_and_the_backdoor(tiny_corpus, tmp_path
 
 
 @pytest.mark.slow
-def test_a_tiny_sweep_runs_end_to_end(tiny_corpus, tmp_path, ray_session):
-    from sweeper import sweep
-
-    exp = config.load("gpt2_imdb_tiny", "tiny", data_root=str(tiny_corpus),
-                      overrides=["methods=[gd,ga]", "fresh_seeds=[100,101]"])
-    result = sweep.run_sweep(exp, workdir=tmp_path / "work", progress=lambda line: None)
+def test_a_tiny_sweep_runs_end_to_end(tiny_swept):
+    _, result = tiny_swept
     rows = result.summary.set_index("method")
     # the fresh-seed references: the backdoor worked on θ_poisoned and not on θ_retrain
     assert rows.loc["none", "attack_effect"] > 0.8 and rows.loc["retrain", "attack_effect"] < 0.2

@@ -91,17 +91,34 @@ def tiny_corpus(tmp_path_factory):
     return root
 
 
+SWEEP_SEEDS = (0, 100, 101)  # the tiny sweep's tuning seed and its fresh seeds (the experiment's)
+
+
+@pytest.fixture(scope="module")
+def tiny_swept(tiny_corpus, tmp_path_factory, ray_session):
+    """gd and npo swept on the bundled tiny Gaussian experiment (profile tiny); its base models, trained by the
+    sweep's Ray workers for seeds 0, 100 and 101, are those the GUS check reads."""
+    from sweeper import sweep
+
+    exp = config.load("gpt2_imdb_gaussian_tiny", "tiny", data_root=str(tiny_corpus), overrides=["methods=[gd,npo]"])
+    assert (exp.seeds[0], *exp.fresh_seeds) == SWEEP_SEEDS
+    return exp, sweep.run_sweep(exp, workdir=tmp_path_factory.mktemp("llm") / "work", progress=lambda line: None)
+
+
 @pytest.mark.slow
-def test_gus_is_strongly_negative_after_training_on_the_noise_and_null_after_retraining(tiny_corpus, tmp_path):
-    """The bundled tiny Gaussian variant, seeds 0-2: pooled over the 150 poisons, GUS z of θ_poisoned far
-    below 0 (measured when written: -6.1), of θ_retrain within the null's range (measured: 0.44)."""
+def test_gus_is_strongly_negative_after_training_on_the_noise_and_null_after_retraining(tiny_swept):
+    """The bundled tiny Gaussian variant on three seeds (the sweep's models): pooled over the 150 poisons, GUS
+    z of θ_poisoned far below 0 (measured on seeds 0-2 when written: -6.1), of θ_retrain within the null's
+    range (measured: 0.44)."""
     from sweeper.basecache import base_models
 
-    scenario = config.load("gpt2_imdb_gaussian_tiny", data_root=str(tiny_corpus)).scenario
+    exp, result = tiny_swept
+    base = result.workdir / "base"
     sums = {"poisoned": 0.0, "retrain": 0.0}
     n = 0
-    for seed in (0, 1, 2):
-        m = base_models(scenario, seed, tmp_path).manifest["metrics"]
+    for seed in SWEEP_SEEDS:
+        assert (base / exp.scenario.key(seed)).is_dir()  # the sweep's own models, read, not trained again
+        m = base_models(exp.scenario, seed, base).manifest["metrics"]
         for which in sums:
             sums[which] += m[which]["gus/sum"]
         n += m["poisoned"]["gus/n_valid"]
@@ -112,13 +129,10 @@ def test_gus_is_strongly_negative_after_training_on_the_noise_and_null_after_ret
 
 
 @pytest.mark.slow
-def test_a_tiny_gaussian_sweep_runs_end_to_end(tiny_corpus, tmp_path, ray_session):
+def test_a_tiny_gaussian_sweep_runs_end_to_end(tiny_swept):
     """npo and gd on the embedding-noise scenario through Ray Tune and MLflow: the references show the attack
     (θ_poisoned's GUS effect above θ_retrain's), the fresh runs measure removal and membership inference."""
-    from sweeper import sweep
-
-    exp = config.load("gpt2_imdb_gaussian_tiny", "tiny", data_root=str(tiny_corpus), overrides=["methods=[gd,npo]"])
-    result = sweep.run_sweep(exp, workdir=tmp_path / "work", progress=lambda line: None)
+    _, result = tiny_swept
     rows = result.summary.set_index("method")
     assert rows.loc["none", "attack_effect"] > rows.loc["retrain", "attack_effect"]
     searched = rows.loc[["gd", "npo"]]

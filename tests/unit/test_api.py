@@ -18,6 +18,6 @@ def test_the_readme_names_are_public():
 
 def test_readme_trial_example(tmp_path, tiny_scenario):
     rows = sweeper.run_trial({"scenario": tiny_scenario.as_dict(), "method": "gd", "hparams": {"lr": 0.05},
-                              "seeds": [0], "base_dir": str(tmp_path)})
+                              "seeds": [0], "budgets": [0.02, 0.04, 0.06, 0.08, 0.10], "base_dir": str(tmp_path)})
     assert [r["budget"] for r in rows] == [0.02, 0.04, 0.06, 0.08, 0.10]
     assert all(r["cost/fraction"] <= r["budget"] for r in rows)

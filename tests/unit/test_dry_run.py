@@ -1,15 +1,15 @@
-"""`sweeper run --dry-run` says what the sweep will run; its counts match what the sweep then runs."""
-import pandas as pd
+"""`sweeper run --dry-run` says what the sweep will run, and writes nothing."""
 import yaml
 
-from sweeper import cli, config, sweep
+from sweeper import cli, config, plan
 
 EXP = {"name": "dry", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
        "attack": ["gaussian", "backdoor"], "recipe": {"epochs": 3}, "methods": ["gd", "ssd"],
        "budgets": [0.02, 0.04], "trials": 2, "seeds": [0], "fresh_seeds": [1, 2]}
 
 
-def test_dry_run_counts_match_the_sweep(tmp_path, ray_session, capsys):
+def test_dry_run_says_what_will_run_and_writes_nothing(tmp_path, capsys):
+    """The counts are checked against a real sweep in tests/integration/test_dry_run_vs_sweep.py (slow)."""
     path = tmp_path / "dry.yaml"
     path.write_text(yaml.safe_dump(EXP))
     wd = tmp_path / "wd"
@@ -17,18 +17,6 @@ def test_dry_run_counts_match_the_sweep(tmp_path, ray_session, capsys):
     out = capsys.readouterr().out
     assert "tuning: 8 trials" in out and "base models: 6 to train, 0 cached" in out
     assert not wd.exists()  # a dry run writes nothing
-
-    before = sweep.plan(config.load(str(path)), wd)
-    result = sweep.run_sweep(path, workdir=wd, progress=lambda _: None)
-    rows = pd.read_csv(result.report_dir / "trials.csv")
-    tuned = rows[(rows.phase == "tune") & rows.method.isin(EXP["methods"])]
-    assert tuned.groupby(["attack", "trial_id"]).ngroups == before.tuning_trials
-    assert len(list((wd / "base").iterdir())) == before.base_to_train
-    fresh = rows[rows.phase == "fresh"].groupby(["attack", "trial_id"]).ngroups
-    assert fresh <= before.fresh_runs_max
-    spent = tuned.groupby(["attack", "trial_id"])["cost/units"].max().sum()  # one tuning seed
-    assert spent <= before.units_worst
-
-    after = sweep.plan(config.load(str(path)), wd)
-    assert (after.base_to_train, after.base_cached) == (0, 6) and after.exact and after.seconds_per_unit > 0
-    assert all(u <= before.retrain_units[a] for a, u in after.retrain_units.items())  # the bound held
+    planned = plan.plan(config.load(str(path)), wd)
+    assert (planned.tuning_trials, planned.base_to_train, planned.base_cached) == (8, 6, 0)
+    assert not wd.exists()

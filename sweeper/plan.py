@@ -1,0 +1,77 @@
+"""`sweeper run --dry-run`: what a sweep would run, computed without training or tuning anything and
+without writing anything."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import storage as store
+from .config import Experiment
+from .workdir import DEFAULT_WORKDIR, prepare_storage, storage_choice
+
+
+@dataclass
+class Plan:
+    """What `sweeper run` would do (`--dry-run`)."""
+    experiment: Experiment
+    tuning_trials: int           # per sweep: attacks x methods x trials
+    fresh_runs_max: int          # chosen configurations (at most one per budget) x fresh seeds, plus references
+    base_to_train: int
+    base_cached: int
+    units_worst: float           # cost units if no trial stops early (base models and crafting excluded)
+    retrain_units: dict          # attack -> C_retrain (from a cached manifest, else the upper bound 3·epochs·|train|)
+    exact: bool                  # every C_retrain came from a manifest
+    slots: int
+    seconds_per_unit: float | None  # from cached manifests' training times, when there are any
+
+    def lines(self) -> list[str]:
+        exp = self.experiment
+        out = [f"dry run of {exp.name} (profile {exp.profile}): attacks {', '.join(sc.attack for sc in exp.scenarios)}; "
+               f"{len(exp.methods)} methods: {', '.join(exp.methods)}",
+               f"tuning: {self.tuning_trials} trials ({exp.trials} per attack and method) on seeds {list(exp.seeds)}; "
+               f"budgets {list(exp.budgets)}",
+               f"fresh seeds {list(exp.fresh_seeds)}: at most {self.fresh_runs_max} runs",
+               f"base models: {self.base_to_train} to train, {self.base_cached} cached",
+               f"worst case (no early stopping): {'' if self.exact else '≤ '}{self.units_worst:,.0f} units = "
+               f"{self.units_worst / max(self.retrain_units.values()):.1f} retrains; C_retrain "
+               + ", ".join(f"{a} {u:,}" for a, u in self.retrain_units.items())]
+        if self.seconds_per_unit:
+            est = self.units_worst * self.seconds_per_unit / self.slots
+            out.append(f"estimated wall time of the trials: ≤ {est / 60:.1f} min on {self.slots} slots "
+                       "(from cached base models' training speed; evaluation, base models and crafting not included)")
+        else:
+            out.append(f"{self.slots} slots; wall time unknown until a base model of this scenario is trained")
+        return out
+
+
+def plan(exp: Experiment, workdir: str | os.PathLike = DEFAULT_WORKDIR, storage: str | os.PathLike | None = None,
+         slots: int | None = None) -> Plan:
+    """The sweep `exp` would run in `workdir`: counts, cached base models, worst-case cost. Writes nothing."""
+    from .basecache import entry_manifest, entry_status
+
+    wd = Path(workdir).expanduser().resolve()
+    root = prepare_storage(storage_choice(storage, exp.storage), wd, probe=False)
+    seeds = list(exp.seeds) + list(exp.fresh_seeds)
+    cached = todo = 0
+    retrain: dict[str, int] = {}
+    rates: list[float] = []
+    exact = True
+    for sc in exp.scenarios:
+        for seed in seeds:
+            if entry_status(sc, seed, store.join(root, "base")) is None:
+                cached += 1
+                m = entry_manifest(sc, seed, store.join(root, "base"))
+                retrain.setdefault(sc.attack, int(m["retrain_units"]))
+                rates.append(m["train_seconds"]["retrain"] / int(m["retrain_units"]))
+            else:
+                todo += 1
+        if sc.attack not in retrain:
+            exact = False
+            retrain[sc.attack] = sc.recipe.retrain_units(len(sc.load_data().train))
+    n_budgets, fresh = len(exp.budgets), len(exp.fresh_seeds)
+    units = sum(c * exp.budgets[-1] * (len(exp.methods) * exp.trials * len(exp.seeds)
+                                       + len(exp.methods) * n_budgets * fresh) for c in retrain.values())
+    return Plan(exp, len(exp.scenarios) * len(exp.methods) * exp.trials,
+                len(exp.scenarios) * (len(exp.methods) * n_budgets + 2) * fresh, todo, cached, units, retrain,
+                exact, slots or (os.cpu_count() or 1), sum(rates) / len(rates) if rates else None)

@@ -1,0 +1,56 @@
+"""Base models and plain trials (references, fresh seeds) as parallel Ray tasks: no scheduler, no
+searcher, every core used."""
+from __future__ import annotations
+
+import ray
+
+from .. import plugins
+from ..config import GPUS_PER_TRIAL
+from ..basecache import BuildSummary, base_models, entry_status, remove_stale_temps
+from ..scenario import Scenario
+from ..trial import pick_device, run_trial
+from .cluster import slots
+
+@ray.remote(num_cpus=1)
+def _build_base(scenario: dict, seed: int, base_dir: str, device: str, plugin_specs: list[dict]) -> dict:
+    plugins.ensure(plugin_specs)
+    return base_models(Scenario.from_dict(scenario), seed, base_dir, device=pick_device(device)).manifest
+
+
+def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto",
+                max_failures: int = 2, plugin_specs: list[dict] | None = None) -> BuildSummary:
+    """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
+    failing its manifest checksum; the task moves it aside first), after removing the temporary folders
+    of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
+    summary = BuildSummary(removed=remove_stale_temps(base_dir))
+    todo = [(sc, s) for sc in scenarios for s in seeds if summary.record(sc, s, entry_status(sc, s, base_dir))]
+    options = {**slots(device=device).build_task, "max_retries": max_failures}  # a build lost with its node is redone
+    ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or []) for sc, s in todo])
+    return summary
+
+
+@ray.remote(num_cpus=1)
+def _run_plain(config: dict) -> list[dict]:
+    return run_trial(config)
+
+
+def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL,
+               max_failures: int = 2, device: str = "auto") -> list[list[dict] | str]:
+    """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
+    searcher. Each entry is the trial's rows, or its error line if it raised. A task whose worker or node
+    dies is retried up to `max_failures` times; an exception it raises is not (it would raise again)."""
+    options = {**slots(gpus_per_trial, device).trial_task, "max_retries": max_failures}
+    refs = [_run_plain.options(**options).remote(c) for c in configs]
+    out: list[list[dict] | str] = []
+    for ref in refs:
+        try:
+            out.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as e:
+            lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
+            out.append(f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}")
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.ObjectLostError) as e:  # retries exhausted: this task fails, the sweep goes on
+            out.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'lost'}")
+    return out
+
+

@@ -1,0 +1,83 @@
+"""Defects of the Ray and MLflow edges, each on the real thing: a sweep's record never creates an
+experiment except by reserving it, a read that fails is never taken for an absent artifact, the Ray
+address is probed once, and the experiment's `search_seed` reaches every Optuna study."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweeper import config, tracking
+from sweeper.errors import SweeperError
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = tracking.default_uri(tmp_path)
+    tracking.open_store(uri, tmp_path)
+    return uri, tmp_path
+
+
+def test_a_record_of_an_unknown_sweep_creates_nothing(store):
+    uri, wd = store
+    with pytest.raises(SweeperError, match="no sweep named 'nope'"):
+        tracking.SweepRecord(uri, "nope", wd).experiment_id  # noqa: B018 - the property is the test
+    assert tracking.sweeps(uri) == []  # the old property created the experiment, unowned and untagged
+
+
+def test_a_failed_read_is_one_line_not_an_absent_artifact(store):
+    """The experiment a sweep logged is what --resume compares with: a read that fails must not look
+    like a sweep that logged nothing (which skipped the comparison), nor escape as a traceback."""
+    uri, wd = store
+    record = tracking.SweepRecord(uri, "s", wd)
+    record.reserve(numbered=False)
+    writer = tracking.RunWriter(record)
+    parent = writer.start_parent("gaussian", "gd", {}, {"trials": 2})
+    assert tracking.read_experiment(record) == {"trials": 2}
+    logged = Path(record.client.get_run(parent).info.artifact_uri.removeprefix("file://")) / "experiment.json"
+    logged.unlink()
+    logged.mkdir()  # the artifact is there but cannot be read as text (a damaged artifact store)
+    with pytest.raises(SweeperError, match=f"cannot read experiment.json of run {parent}") as e:
+        tracking.read_experiment(record)
+    assert "\n" not in str(e.value)
+
+
+def test_an_absent_table_still_reads_as_absent(store):
+    uri, wd = store
+    record = tracking.SweepRecord(uri, "s", wd)
+    record.reserve(numbered=False)
+    writer = tracking.RunWriter(record)
+    writer.start_parent("gaussian", "gd", {}, {})  # interrupted before its table was written
+    assert tracking.read_rows(record).empty
+
+
+def test_start_does_not_probe_the_address_again(ray_session, monkeypatch):
+    """`check` probes an address (seconds against a silent port); `start` is handed what it returned."""
+    from sweeper.tuning import cluster
+
+    probed = []
+    monkeypatch.setattr(cluster, "check_address", probed.append)  # a spy on our own probe, not on Ray
+    assert cluster.check("10.255.255.1:6379") == "10.255.255.1:6379"
+    assert cluster.start("10.255.255.1:6379") is False  # Ray already runs in this process: it is used
+    assert probed == ["10.255.255.1:6379"]
+
+
+def _first_proposal(study_search) -> float:
+    study = optuna.create_study(sampler=study_search._sampler)
+    return study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)}).params["x"]
+
+
+def test_search_seed_reaches_every_study_and_zero_keeps_the_old_seeds():
+    import zlib
+
+    from sweeper.tuning import study_seed
+    from sweeper.tuning.tuner import _study
+
+    assert study_seed(0, "gaussian", "gd") == zlib.crc32(b"gaussian/gd") % 2**31  # the seeds sweeps had
+    exp = config.load("quickstart")
+    assert exp.search_seed == 0
+    same = [_first_proposal(_study(exp, "gaussian", "gd")) for _ in range(2)]
+    other = _first_proposal(_study(dataclasses.replace(exp, search_seed=1), "gaussian", "gd"))
+    assert same[0] == same[1] and other != same[0]
