@@ -118,19 +118,6 @@ def apply_options(exp: Experiment, *, trials: int | None = None, gpus_per_trial:
                            for key, value in given.items() if value is not None})
 
 
-# One option each, as apply_options checks it (`where`: the flag); kept for callers of the old names.
-def gpus_per_trial(where: str, value) -> float:
-    return schema.check_option("gpus_per_trial", value, where)
-
-
-def max_failures(where: str, value) -> int:
-    return schema.check_option("max_failures", value, where)
-
-
-def max_concurrent(where: str, value) -> int | None:
-    return schema.check_option("max_concurrent", value, where)
-
-
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for k, v in override.items():

@@ -131,10 +131,3 @@ def test_apply_options_returns_a_new_experiment():
     assert (changed.trials, changed.gpus_per_trial, changed.max_failures, changed.max_concurrent) == (3, 1.0, 0, 2)
     assert exp.trials == 8 and changed.as_dict() == {**exp.as_dict(), "trials": 3, "gpus_per_trial": 1.0,
                                                      "max_failures": 0, "max_concurrent": 2}
-
-
-def test_the_old_option_checks_still_answer():
-    assert config.gpus_per_trial("--gpus-per-trial", 0.5) == 0.5
-    assert config.max_failures("--max-failures", 0) == 0 and config.max_concurrent("--max-concurrent", None) is None
-    with pytest.raises(SweeperError, match="--max-concurrent: max_concurrent must be a positive integer, got 0"):
-        config.max_concurrent("--max-concurrent", 0)
