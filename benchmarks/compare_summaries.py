@@ -1,0 +1,47 @@
+"""Two sweeps' summary.csv side by side, column by column: which columns differ and in how many rows.
+
+A refactor must leave a sweep's numbers alone. Run the default sweep before and after with one trial at a
+time (so that the order results arrive in cannot change ASHA's choices), then:
+
+    sweeper run --workdir /tmp/before --max-concurrent 1     # on the old code
+    sweeper run --workdir /tmp/after --max-concurrent 1      # on the new code
+    python benchmarks/compare_summaries.py /tmp/before/report/quickstart /tmp/after/report/quickstart
+
+`cost_seconds` (wall time) and `trial_id` (Ray Tune's random ids) differ between any two runs; every other
+column, and equivalence.csv, resolution.csv and importance.csv, must be identical. Exit 1 if they are not."""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+EXPECTED = ("cost_seconds", "trial_id")  # timing and Tune's per-run ids
+SAME_FILES = ("equivalence.csv", "resolution.csv", "importance.csv")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("before", type=Path, help="a report folder (report/<sweep>/)")
+    p.add_argument("after", type=Path)
+    args = p.parse_args()
+    a, b = (pd.read_csv(d / "summary.csv", dtype=str, keep_default_na=False) for d in (args.before, args.after))
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        print(f"shapes differ: {a.shape} vs {b.shape}")
+        return 1
+    differ = {c: int((a[c] != b[c]).sum()) for c in a.columns if not a[c].equals(b[c])}
+    for c, n in differ.items():
+        print(f"{c}: {n} of {len(a)} rows differ" + ("  (expected)" if c in EXPECTED else ""))
+    files = [f for f in SAME_FILES if (args.before / f).exists() and not filecmp.cmp(args.before / f, args.after / f, shallow=False)]
+    for f in files:
+        print(f"{f} differs")
+    bad = [c for c in differ if c not in EXPECTED] + files
+    print(f"{len(a)} rows x {len(a.columns)} columns; " + ("identical apart from timing and trial ids" if not bad
+                                                           else f"unexpected differences: {', '.join(bad)}"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
