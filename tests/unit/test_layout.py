@@ -120,3 +120,22 @@ def test_the_read_side_and_the_plan_do_not_depend_on_the_write_path():
 
 def test_storage_is_transport_only():
     assert not {d for d in _graph()["sweeper.storage"] if d in ("sweeper.scenario", "sweeper.basecache")}
+
+
+def test_the_default_work_directory_is_written_once():
+    """It was spelt out in nine places; now `workdir.DEFAULT_WORKDIR` (docstrings may mention it)."""
+    from sweeper.workdir import DEFAULT_WORKDIR
+
+    literal = repr(DEFAULT_WORKDIR).replace("'", '"')
+    holders = [name for name, path in MODULES.items() if literal in path.read_text()]
+    assert holders == ["sweeper.workdir"]
+
+
+def test_a_trial_takes_its_budgets_from_its_config_only():
+    """No second copy of the quickstart's budgets as a trial default: a config without budgets is refused."""
+    import dataclasses
+
+    from sweeper.trial import TrialConfig
+
+    budgets = next(f for f in dataclasses.fields(TrialConfig) if f.name == "budgets")
+    assert budgets.default is dataclasses.MISSING and budgets.default_factory is dataclasses.MISSING
