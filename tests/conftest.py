@@ -23,11 +23,17 @@ TINY = Scenario(model_params={"width": 8}, attack_params={"fraction": 0.2, "eps"
                 recipe=Recipe(epochs=8))
 
 
+# Fixtures that run a sweep once for several tests: under pytest-xdist
+# (--dist loadgroup) the tests using one run on one worker, so it runs once, not once per worker.
+SHARED_RUNS = ("_shared_sweep", "tiny_swept")
+
+
 def pytest_collection_modifyitems(items):
-    """Tests reading the shared sweep run on one xdist worker (--dist loadgroup), so it runs once."""
     for item in items:
-        if "_shared_sweep" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("shared_sweep"))
+        used = [f for f in SHARED_RUNS if f in getattr(item, "fixturenames", ())]
+        if used:  # the shared sweep is session-wide; the others are per module
+            group = "shared_sweep" if used[0] == "_shared_sweep" else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)
