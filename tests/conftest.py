@@ -23,19 +23,6 @@ TINY = Scenario(model_params={"width": 8}, attack_params={"fraction": 0.2, "eps"
                 recipe=Recipe(epochs=8))
 
 
-# Fixtures that run a sweep once for several tests: under pytest-xdist
-# (--dist loadgroup) the tests using one run on one worker, so it runs once, not once per worker.
-SHARED_RUNS = ("_shared_sweep", "tiny_swept")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        used = [f for f in SHARED_RUNS if f in getattr(item, "fixturenames", ())]
-        if used:  # the shared sweep is session-wide; the others are per module
-            group = "shared_sweep" if used[0] == "_shared_sweep" else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     torch.set_num_threads(1)  # as inside a Ray trial; keeps CPU results bit-reproducible
@@ -80,7 +67,8 @@ def ray_session():
 # -- the shared sweep -------------------------------------------------------------------------------------
 # One real sweep (Ray Tune, Optuna, MLflow SQLite) for every test that only reads a sweep's outputs
 # (test_sweep_e2e, test_mlflow_layout, test_plugins, test_dry_run_vs_sweep; its experiment: shared_sweep.py).
-# It runs once per session (per xdist worker: those tests share one), only when a slow test asks for it.
+# It runs once per session (once per worker under pytest-xdist: the slow suite runs without -n), and only
+# when a slow test asks for it.
 class Swept:
     """The shared sweep's result, its MLflow runs (a DataFrame), its progress lines, its files and the
     dry run's plan made just before it ran."""
