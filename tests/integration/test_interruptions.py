@@ -81,7 +81,7 @@ def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path)
     wd = tmp_path / "wd"
     # 8 trials and 3 budgets per method: with fewer (tried: 4 and 2), tuning could finish before the
     # signal landed (CI saw exit 0), and the test would measure a race, not an interruption.
-    exp = {**TINY, "trials": 8, "budgets": [0.02, 0.04, 0.06]}
+    exp = {**TINY, "trials": 8, "budgets": [0.02, 0.04, 0.06], "fresh_seeds": [1, 2]}  # as before the shrink
     run = Sweep(wd, experiment=exp)
     run.wait_for("[gaussian/gd] 1/8")
     run.proc.send_signal(signal.SIGINT)
