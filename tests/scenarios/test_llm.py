@@ -411,12 +411,12 @@ SWEEP_SEEDS = (0, 100, 101)  # the tiny sweep's tuning seed and its two fresh se
 
 @pytest.fixture(scope="module")
 def tiny_swept(tiny_corpus, tmp_path_factory, ray_session):
-    """gd and ga swept on the bundled tiny experiment (profile tiny); its base models, trained by the sweep's
+    """ga swept on the bundled tiny experiment (profile tiny); its base models, trained by the sweep's
     Ray workers for seeds 0, 100 and 101, are those the acceptance check reads."""
     from sweeper import sweep
 
     exp = config.load("gpt2_imdb_tiny", "tiny", data_root=str(tiny_corpus),
-                      overrides=["methods=[gd,ga]", f"fresh_seeds={list(SWEEP_SEEDS[1:])}"])
+                      overrides=["methods=[ga]", f"fresh_seeds={list(SWEEP_SEEDS[1:])}"])
     return exp, sweep.run_sweep(exp, workdir=tmp_path_factory.mktemp("llm") / "work", progress=lambda line: None)
 
 
@@ -443,8 +443,8 @@ def test_a_tiny_sweep_runs_end_to_end(tiny_swept):
     rows = result.summary.set_index("method")
     # the fresh-seed references: the backdoor worked on θ_poisoned and not on θ_retrain
     assert rows.loc["none", "attack_effect"] > 0.8 and rows.loc["retrain", "attack_effect"] < 0.2
-    searched = rows.loc[["gd", "ga"]]
-    assert sorted(searched.budget) == [0.02, 0.02, 0.05, 0.05]
+    searched = rows.loc[["ga"]]  # one method: what is tested is the text track's sweep, not a method (CI time)
+    assert sorted(searched.budget) == [0.02, 0.05]
     assert set(searched.status) <= {"ok", "accuracy_violated"}  # measured on fresh seeds; nothing failed
     assert os.path.isfile(result.workdir / "report" / result.name / "summary.csv")
 

@@ -96,11 +96,11 @@ SWEEP_SEEDS = (0, 100, 101)  # the tiny sweep's tuning seed and its fresh seeds 
 
 @pytest.fixture(scope="module")
 def tiny_swept(tiny_corpus, tmp_path_factory, ray_session):
-    """gd and npo swept on the bundled tiny Gaussian experiment (profile tiny); its base models, trained by the
+    """npo swept on the bundled tiny Gaussian experiment (profile tiny); its base models, trained by the
     sweep's Ray workers for seeds 0, 100 and 101, are those the GUS check reads."""
     from sweeper import sweep
 
-    exp = config.load("gpt2_imdb_gaussian_tiny", "tiny", data_root=str(tiny_corpus), overrides=["methods=[gd,npo]"])
+    exp = config.load("gpt2_imdb_gaussian_tiny", "tiny", data_root=str(tiny_corpus), overrides=["methods=[npo]"])
     assert (exp.seeds[0], *exp.fresh_seeds) == SWEEP_SEEDS
     return exp, sweep.run_sweep(exp, workdir=tmp_path_factory.mktemp("llm") / "work", progress=lambda line: None)
 
@@ -130,11 +130,11 @@ def test_gus_is_strongly_negative_after_training_on_the_noise_and_null_after_ret
 
 @pytest.mark.slow
 def test_a_tiny_gaussian_sweep_runs_end_to_end(tiny_swept):
-    """npo and gd on the embedding-noise scenario through Ray Tune and MLflow: the references show the attack
+    """npo on the embedding-noise scenario through Ray Tune and MLflow: the references show the attack
     (θ_poisoned's GUS effect above θ_retrain's), the fresh runs measure removal and membership inference."""
     _, result = tiny_swept
     rows = result.summary.set_index("method")
     assert rows.loc["none", "attack_effect"] > rows.loc["retrain", "attack_effect"]
-    searched = rows.loc[["gd", "npo"]]
-    assert sorted(searched.budget) == [0.02, 0.02, 0.05, 0.05] and searched.n_fresh.eq(2).all()
+    searched = rows.loc[["npo"]]  # one method: what is tested is the text track's sweep (CI time)
+    assert sorted(searched.budget) == [0.02, 0.05] and searched.n_fresh.eq(2).all()
     assert searched.mia_auc.between(0, 1).all() and searched.removal.notna().all()
