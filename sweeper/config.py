@@ -10,6 +10,7 @@
     trials: 10                                          # Optuna trials per (attack, method)
     seeds: [0, 1, 2]                                    # base-model seeds each tuning trial is measured on
     fresh_seeds: [100, 101, 102]                        # chosen configurations re-measured here ([] = skip)
+    fresh_rounds: [3, 6, 12, 24]                        # adaptive: more fresh seeds only for undecided rows
     delta: 0.1                                          # non-inferiority margin for "equivalent to retrain"
     profile: quick                                      # which entry of `profiles` applies
     profiles: {tiny: {trials: 2, recipe: {epochs: 10}}} # named partial overrides
@@ -69,6 +70,12 @@ class Experiment:
     storage: str | None = None  # base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)
     max_concurrent: int | None = None  # Tune trials at once; None: what the cluster holds when the sweep starts
     search_seed: int = 0  # seed of every Optuna sampler of the sweep; 0 gives the studies of earlier sweeps
+    fresh_rounds: tuple[int, ...] = ()  # cumulative fresh-seed counts at each look; () = one look at all of them
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The fresh phase's looks: `fresh_rounds`, or one look at every fresh seed (the fixed design)."""
+        return self.fresh_rounds or ((len(self.fresh_seeds),) if self.fresh_seeds else ())
 
     @property
     def scenario(self) -> Scenario:
@@ -86,7 +93,7 @@ class Experiment:
                 "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures,
                 "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {}),
                 **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {}),
-                "search_seed": self.search_seed}
+                "search_seed": self.search_seed, **({"fresh_rounds": list(self.fresh_rounds)} if self.fresh_rounds else {})}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -233,8 +240,9 @@ def _methods_list(where: str, value, modality: str) -> tuple[str, ...]:
 
 
 def _fresh(spec: ExperimentFile) -> tuple[int, ...]:
-    if spec.fresh_seeds is None:
-        return tuple(range(max(spec.seeds) + 1, max(spec.seeds) + 1 + DEFAULT_FRESH))
+    if spec.fresh_seeds is None:  # as many as the last look needs, else DEFAULT_FRESH
+        n = spec.fresh_rounds[-1] if spec.fresh_rounds else DEFAULT_FRESH
+        return tuple(range(max(spec.seeds) + 1, max(spec.seeds) + 1 + n))
     return tuple(spec.fresh_seeds)
 
 
@@ -362,7 +370,7 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      _methods_list(where, spec.methods, modality(spec.dataset.name)), tuple(sorted(spec.budgets)),
                      spec.trials, tuple(spec.seeds), _fresh(spec), spec.delta, profile, spaces_doc, spec.device,
                      spec.max_failures, spec.gpus_per_trial, plugin_paths, spec.storage, spec.max_concurrent,
-                     spec.search_seed)
+                     spec.search_seed, tuple(spec.fresh_rounds or ()))
     _check_spaces(where, spaces_doc, exp.methods)
     sc = exp.scenario
     _check_data(f"{where}: model", models.get(sc.model), sc.model_params)  # a model's `check` (saved weights)

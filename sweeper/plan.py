@@ -31,7 +31,9 @@ class Plan:
                f"{len(exp.methods)} methods: {', '.join(exp.methods)}",
                f"tuning: {self.tuning_trials} trials ({exp.trials} per attack and method) on seeds {list(exp.seeds)}; "
                f"budgets {list(exp.budgets)}",
-               f"fresh seeds {list(exp.fresh_seeds)}: at most {self.fresh_runs_max} runs",
+               f"fresh seeds {list(exp.fresh_seeds)}: at most {self.fresh_runs_max} runs"
+               + (f" (looks at {list(exp.fresh_rounds)} seeds: later looks only for rows still undecided, with "
+                  "their base models)" if len(exp.looks) > 1 else ""),
                f"base models: {self.base_to_train} to train, {self.base_cached} cached",
                f"worst case (no early stopping): {'' if self.exact else '≤ '}{self.units_worst:,.0f} units = "
                f"{self.units_worst / max(self.retrain_units.values()):.1f} retrains; C_retrain "

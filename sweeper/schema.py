@@ -22,6 +22,7 @@ STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 DEVICE = r"^(auto|cpu|cuda(:\d+)?|mps)$"  # what trial.pick_device hands to torch.device; by form only
 DEFAULT_DELTA = 0.1  # docs/architecture.md, Statistics and verdicts
 BASE_PROFILE = "quick"  # the file's own values, without a profile's overrides
+MIN_VERDICT_SEEDS = 3  # fewer fresh seeds give no verdict (docs/architecture.md, Statistics and verdicts)
 MAX_FAILURES = 2  # a trial lost with its node (or a crashed worker) is retried twice from its start
 GPUS_PER_TRIAL = 0.25  # four small trials share a GPU; a ResNet-18 trial on CIFAR may want 0.5 or 1
 GPUS_PER_TRIAL_RANGE = Range(0, 1, low_open=True)  # a trial uses one device: more than one GPU is never used
@@ -146,6 +147,11 @@ class ExperimentFile(BaseModel):
     fresh_seeds: Annotated[list[Seed], AfterValidator(_unique), SEEDS] = Field(
         None, description="seeds the chosen configurations are re-measured on, none of them a tuning seed "
                           "([] skips; default: the 3 integers after the largest tuning seed)")
+    fresh_rounds: Annotated[Annotated[list[Annotated[Int, _within(POSITIVE)]], Field(min_length=1)] | None,
+                            _says("must be a list of increasing seed counts, e.g. [3, 6, 12, 24]",
+                                  item="{key}[{index}] must be a whole number of fresh seeds, got {got}")] = Field(
+        None, description="looks of the adaptive fresh phase: after each count of fresh seeds only the rows still "
+                          "undecided get the next ones (default: one look at all fresh_seeds)")
     delta: Annotated[Float, _within(Range(0, 1, low_open=True, high_open=True)), _says("must be a number in (0, 1)")
                      ] = Field(DEFAULT_DELTA, description="non-inferiority margin of 'equivalent to retrain'")
     profile: Annotated[str, _says("must be the name of a profile")] = Field(
@@ -184,6 +190,18 @@ class ExperimentFile(BaseModel):
                                       "seeds the selection never saw", {"both": sorted(set(fresh) & set(self.seeds))})
         if len(fresh) == 1:
             raise PydanticCustomError("fresh", "fresh_seeds needs at least 2 seeds for an interval (or [] to skip)")
+        rounds = self.fresh_rounds
+        if rounds is not None:
+            if any(b <= a for a, b in zip(rounds, rounds[1:])):
+                raise PydanticCustomError("fresh", "fresh_rounds {rounds} must increase (cumulative fresh-seed counts "
+                                          "at each look)", {"rounds": rounds})
+            if rounds[0] < MIN_VERDICT_SEEDS:
+                raise PydanticCustomError("fresh", "fresh_rounds starts at {first}: a verdict needs at least {k} fresh "
+                                          "seeds, so a first look at fewer decides nothing",
+                                          {"first": rounds[0], "k": MIN_VERDICT_SEEDS})
+            if self.fresh_seeds is not None and rounds[-1] != len(fresh):
+                raise PydanticCustomError("fresh", "fresh_rounds ends at {last} seeds but fresh_seeds lists {n}; "
+                                          "the last look uses every fresh seed", {"last": rounds[-1], "n": len(fresh)})
         return self
 
 

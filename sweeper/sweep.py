@@ -191,10 +191,12 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
              f"x {exp.trials} trials, budgets {list(exp.budgets)}, tuning seeds {list(exp.seeds)}, fresh seeds "
              f"{list(exp.fresh_seeds)}; {where}; tracking {uri}")
     all_seeds = list(exp.seeds) + list(exp.fresh_seeds)
+    first_look = list(exp.seeds) + list(exp.fresh_seeds[:exp.looks[0] if exp.looks else 0])
     from . import plugins
 
     plugin_specs = [plugins.spec(p) for p in exp.plugins]  # shipped with every task: workers need no path
-    built = tuning.build_bases(list(exp.scenarios), all_seeds, base_dir, exp.device, exp.max_failures, plugin_specs)
+    # Later looks' fresh seeds get their base models when a look asks for them (_fresh): most never do.
+    built = tuning.build_bases(list(exp.scenarios), first_look, base_dir, exp.device, exp.max_failures, plugin_specs)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = provenance.common_tags(sweep, exp.profile)
     rows: list[dict] = []
@@ -207,7 +209,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
         open_parents = _parents(tracker, scenario.attack, ("none", "retrain", *exp.methods), tags, exp, logged)
         parents += open_parents.values()
         run = _AttackRun(exp, scenario.attack, base, root, tracker, tuning, tags, open_parents,
-                         {m: [] for m in open_parents}, progress, logged=logged)
+                         {m: [] for m in open_parents}, progress, logged=logged, scenario=scenario)
         attack_runs.append(run)
         _references(run)
         _tune(run)
@@ -281,6 +283,7 @@ class _AttackRun:
     progress: Progress
     listeners: dict[str, Listener] = field(default_factory=dict)  # while tuning runs
     logged: pd.DataFrame | None = None  # --resume: this attack's runs as the interrupted sweep logged them
+    scenario: Scenario | None = None    # this attack's scenario (later looks build its fresh seeds' base models)
 
     def rows(self, method: str) -> list[dict]:
         """Everything measured for `method` so far, tuning trials still in flight included."""
@@ -392,15 +395,53 @@ def _references(run: _AttackRun) -> None:
 
 
 def _fresh(run: _AttackRun) -> None:
-    """Re-measure each chosen configuration (and the references) on seeds the selection never saw."""
-    exp, base = run.exp, run.base
+    """Re-measure each chosen configuration (and the references) on seeds the selection never saw, look by
+    look (`Experiment.looks`): after each look only the configurations with a row still undecided get the
+    next look's seeds (docs/architecture.md, Statistics and verdicts). One look: every fresh seed at once."""
+    exp = run.exp
     if not exp.fresh_seeds:
         return
     tune_rows = pd.DataFrame([r for m in exp.methods for r in run.tables[m]])
     chosen = selections(tune_rows) if not tune_rows.empty else []
-    jobs = [({**base, "method": m, "seeds": [s]}, m, m, {}, s) for m in ("none", "retrain") for s in exp.fresh_seeds]
+    done = 0
+    for k, n in enumerate(exp.looks):
+        seeds = list(exp.fresh_seeds[done:n])
+        if k > 0:
+            chosen = _still_open(run, chosen, k)
+            if not chosen:
+                run.progress(f"[{run.attack}] every row decided after {done} fresh seeds; no more seeds needed")
+                return
+            built = run.tuning.build_bases([run.scenario], seeds, run.base["base_dir"], exp.device, exp.max_failures,
+                                           run.base["plugins"])
+            run.progress(f"[{run.attack}] look {k + 1}/{len(exp.looks)}: base models of seeds {seeds}: {built}")
+        _fresh_look(run, chosen, seeds)
+        done = n
+
+
+def _still_open(run: _AttackRun, chosen: list[dict], looks_done: int) -> list[dict]:
+    """The chosen configurations restricted to their budgets whose verdict is still open after the first
+    `looks_done` looks, judged exactly as the report judges them (the report module, loaded only here)."""
+    from .report import summary as summaries
+
+    rows = pd.DataFrame([r for table in run.tables.values() for r in table])
+    plan = {**summaries.plan_of(run.exp.as_dict()), "attacks": [run.attack]}
+    judged = summaries.summarize(rows, run.exp.delta, {**plan, "looks_done": looks_done})
+    still = {(r.method, float(r.budget)) for r in judged.itertuples() if r.verdict_open}
+    out = [{**c, "budgets": [b for b in c["budgets"] if (c["method"], float(b)) in still]} for c in chosen]
+    out = [c for c in out if c["budgets"]]
+    decided = judged[~judged.method.isin(REFERENCES) & judged.verdict_look.notna()]
+    counts = ", ".join(f"{n} {v}" for v, n in decided.verdict.value_counts().sort_index().items()) or "none"
+    run.progress(f"[{run.attack}] after look {looks_done}: decided {len(decided)} rows ({counts}), open {len(still)}"
+                 f" in {len(out)} configurations")
+    return out
+
+
+def _fresh_look(run: _AttackRun, chosen: list[dict], seeds: list[int]) -> None:
+    """One look: the references and the chosen configurations on `seeds`."""
+    exp, base = run.exp, run.base
+    jobs = [({**base, "method": m, "seeds": [s]}, m, m, {}, s) for m in ("none", "retrain") for s in seeds]
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
-              c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in exp.fresh_seeds]
+              c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in seeds]
     jobs = [j for j in jobs if not _reuse(run, j[1], f"{j[2]}-fresh{j[4]}")]
     for cfg, method, source, _, seed in jobs:  # the chosen unlearned models on the first fresh seed
         if method not in REFERENCES and seed == exp.fresh_seeds[0]:
@@ -417,7 +458,7 @@ def _fresh(run: _AttackRun) -> None:
             _log_models(run, method, cfg["save_models"])
         if isinstance(result, str):
             run.progress(f"[{run.attack}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
-    run.progress(f"[{run.attack}] fresh seeds {list(exp.fresh_seeds)}: {len(chosen)} chosen configurations + "
+    run.progress(f"[{run.attack}] fresh seeds {seeds}: {len(chosen)} chosen configurations + "
                  f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
 
 

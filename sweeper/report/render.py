@@ -27,7 +27,8 @@ def _plt():
 
 
 def plot_removal(summary: pd.DataFrame, path: Path) -> None:
-    """Per attack: each method's fresh-seed removal (95% CI) against budget, retrain and none as lines."""
+    """Per attack: each method's fresh-seed removal with the interval its verdict used, against budget;
+    retrain and none as lines. An unbounded side is drawn to the edge of the plot."""
     plt = _plt()
     attacks_ = sorted(summary.attack.unique())
     fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
@@ -35,12 +36,12 @@ def plot_removal(summary: pd.DataFrame, path: Path) -> None:
         s = summary[summary.attack == attack]
         ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 13+ methods: distinct colours
         for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
-            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0)
-            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0)
+            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
+            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
             ax.errorbar(m.budget, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
         ax.axhline(1.0, color="black", ls="--", lw=1, label="retrain (cost 1.0)")
         ax.axhline(0.0, color="grey", ls=":", lw=1, label="none (cost 0)")
-        ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (95% CI)",
+        ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (the verdict's interval)",
                xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -77,20 +78,50 @@ def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def _with_halfwidth(s: pd.DataFrame) -> list[str]:
-    """Removal as "mean ± half-width" ("-" where undefined, the mean alone where it has no interval)."""
-    return [("-" if not math.isfinite(r) else f"{r:.3f} ± {h:.3f}" if math.isfinite(h) else f"{r:.3f}")
-            for r, h in zip(s.removal.astype(float), s.removal_halfwidth.astype(float))]
+REMOVAL = "removal [interval]"  # the interval the verdict used (Fieller's, at the verdict's level)
+
+
+def _bound(v: float) -> str:
+    return f"{v:.2f}" if math.isfinite(v) else ("∞" if v > 0 else "−∞")
+
+
+def _with_interval(s: pd.DataFrame) -> list[str]:
+    """Removal as "estimate [low, high]" ("-" where undefined, the estimate alone where it has no interval)."""
+    out = []
+    for r, lo, hi in zip(s.removal.astype(float), s.removal_ci_low.astype(float), s.removal_ci_high.astype(float)):
+        if not math.isfinite(r):
+            out.append("-")
+        elif math.isnan(lo) or math.isnan(hi):
+            out.append(f"{r:.3f}")
+        else:
+            out.append(f"{r:.3f} [{_bound(lo)}, {_bound(hi)}]")
+    return out
 
 
 def table(summary: pd.DataFrame) -> str:
-    """The summary's main columns as the plain-text table the sweep prints when it ends."""
+    """The summary's main columns as the plain-text table the sweep prints when it ends, then the rows
+    still open at the last look and how far they sit from the margin."""
     s = summary.copy()
-    s["removal ± 95%"] = _with_halfwidth(s)
-    cols = ["attack", "method", "budget", "removal ± 95%", "removal_tuning", "acc_test", "gus_z",
-            "cost_fraction", "n_trials", "verdict", "status"]
-    with pd.option_context("display.width", 200, "display.max_rows", 1000):
-        return s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    s[REMOVAL] = _with_interval(s)
+    s["tau"] = s.removal_tau
+    cols = ["attack", "method", "budget", REMOVAL, "removal_tuning", "acc_test", "gus_z",
+            "cost_fraction", "n_trials", "n_fresh", "tau", "verdict", "status"]
+    with pd.option_context("display.width", 220, "display.max_rows", 1000):
+        text = s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    return text + ("\n" + open_text(summary) if open_text(summary) else "")
+
+
+def open_text(summary: pd.DataFrame, delta: float | None = None) -> str:
+    """One line naming the searched rows still undecided after the last look, each with its interval
+    (the margin is 1 − δ: "worse" needs the upper bound below it, "equivalent" the lower bound above it)."""
+    open_ = summary[summary.verdict_open.fillna(False).astype(bool) & ~summary.method.isin(REFERENCES)]
+    if open_.empty:
+        return ""
+    parts = [f"{r.method}@{r.budget:g} {r.removal:.2f} [{_bound(r.removal_ci_low)}, {_bound(r.removal_ci_high)}] "
+             f"({int(r.n_fresh)} seeds)" for r in open_.itertuples()]
+    margin = f" (margin 1 − δ = {1 - delta:g})" if delta else ""
+    return (f"undecided after the last look{margin}, {len(parts)} rows: " + "; ".join(parts)
+            + ". More fresh seeds (fresh_rounds, or --profile resolve on the quickstart) could decide them.")
 
 
 def _img(path: Path) -> str:
@@ -117,10 +148,10 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
     """report.html: how to read it, the two plots (inlined), the verdicts, the summary and the importances."""
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False, "border": 0, "na_rep": "-"}
     compact = summary.copy()
-    compact["removal ± 95%"] = _with_halfwidth(compact)
-    cols = ["attack", "method", "budget", "removal ± 95%", "removal_pooled", "removal_tuning", "acc_test",
-            "acc_test_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "verdict",
-            "verdict_test", "pareto", "status", "hparams"]
+    compact[REMOVAL] = _with_interval(compact)
+    cols = ["attack", "method", "budget", REMOVAL, "removal_pooled", "removal_tuning", "acc_test",
+            "acc_test_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "removal_tau",
+            "verdict", "verdict_look", "verdict_test", "pareto", "status", "hparams"]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
     n_fresh = int(summary.n_fresh.max()) if summary.n_fresh.notna().any() else 0
@@ -129,16 +160,22 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}} th{{background:#f4f4f4}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>Resolution.</b> {_resolution_text(resolution(summary, delta), delta)}. A method exactly as good as retraining
-reads <i>equivalent</i> only when δ exceeds the half-width its interval gets (estimated from the retrain row's).</p>
+reads <i>equivalent</i> only when δ exceeds 1 − the lower bound its interval gets (estimated from the retrain row's).
+{html.escape(open_text(summary, delta))}</p>
 <p>Removal: 0 = nothing removed, 1 = as good as retraining. For each (attack, method, budget) the best tuning
-configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds; removal is their mean
-with a Student-t 95% interval (half-width shown), <code>removal_tuning</code> the optimistic tuning value.
-<b>Verdict</b> against retraining at margin δ = {delta:g}: <i>equivalent</i> = lower 95% bound of removal &gt; 1 − δ and
-test accuracy within {EQUIVALENT_ACC} of retrain's; <i>worse</i> = upper 95% bound &lt; 1 − δ (significantly short of
-retraining); <i>inconclusive</i> = neither (too few or too noisy seeds to tell). The <code>retrain</code> row goes through the
-same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective: validation accuracy within
-{ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining; <code>tuning_cost_retrains</code> counts
-every unit the method's search spent.</p>
+configuration (by objective on the validation split and tuning seeds) was re-run on fresh seeds, each paired with
+that seed's own <code>none</code> and <code>retrain</code>. Removal is 1 − mean(m_unlearned − m_retrain) / mean(m_poisoned −
+m_retrain) over those seeds, with Fieller's interval from the verdict's own t test (shown in brackets);
+<code>removal_tuning</code> is the optimistic tuning value, <code>removal_tau</code> the estimated seed-to-seed spread of
+removal (a description; it narrows nothing). <b>Verdict</b> against retraining at margin δ = {delta:g}, from a one-sided t
+test over fresh seeds of each seed's contrast (m_unlearned − m_retrain) − δ·(m_poisoned − m_retrain), each side at
+α = 0.025 split over the planned looks: <i>worse</i> = significantly short of 1 − δ (the paper's claim; the upper
+bound below 1 − δ); <i>equivalent</i> = significantly above 1 − δ (the lower bound above it) with test accuracy within
+{EQUIVALENT_ACC} of retrain's; <i>inconclusive</i> = neither yet (too few or too noisy seeds); empty = fewer than 3 fresh
+seeds. <code>verdict_look</code>: the look that decided it (its seeds are the ones shown). The <code>retrain</code> row goes
+through the same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective:
+validation accuracy within {ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining;
+<code>tuning_cost_retrains</code> counts every unit the method's search spent.</p>
 <h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
 <h2>Verdict per method</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}

@@ -12,15 +12,12 @@ from ..registry import attacks
 
 EFFECTIVE_SE = 3.0      # removal is computed only when poisoned − retrain effect exceeds 3 standard errors
 EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's
-# Which test each verdict uses, and why (docs/architecture.md, Statistics and verdicts). Removal per fresh seed
-# is always paired with that seed's own references (trial.SeedEvaluator). "t over seeds": a Student-t 95% interval of the
-# per-seed removals; the only valid choice when the effect of a seed is one number with seed-to-seed spread
-# (success rates, error rates). "pooled GUS": for Gaussian poisoning every poison's score is an exact N(0, 1)
-# draw on a model that never saw its noise (m_retrain := 0), so removal = 1 − m_unlearned / m_poisoned with both
-# means pooled over all poisons of the fresh seeds and a delta-method 95% interval. With 3 seeds x 240
-# poisons that interval is ~2x narrower than the t interval over 3 per-seed values (whose t quantile is
-# 4.3); it describes these fresh seeds' poisons, not a new draw of seeds.
-T_TEST, POOLED_GUS = "t over seeds", "pooled GUS"
+# The verdict's test (docs/architecture.md, Statistics and verdicts): SEED_CONTRAST, a one-sample t test over
+# fresh seeds of each seed's contrast against its own references (report.contrast), valid whatever the
+# seed-to-seed spread of removal. T_TEST and POOLED_GUS name the intervals of earlier reports: a t interval of
+# per-seed removals, and for Gaussian poisoning every poison of the fresh seeds pooled (kept as the
+# descriptive `removal_pooled*` columns: it assumes every seed removes the same fraction, so it is no test).
+T_TEST, POOLED_GUS, SEED_CONTRAST = "t over seeds", "pooled GUS", "seed contrast t"
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -78,28 +75,32 @@ def pooled_removal(mine: pd.DataFrame, poisoned: pd.DataFrame) -> tuple[float, f
 
 
 def resolution(summary: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
-    """Per attack: the smallest δ this sweep can resolve and the fresh seeds δ = `delta` would need. A
-    method exactly as good as retraining is called equivalent only if its lower bound, 1 − half-width,
-    exceeds 1 − δ; the half-width it would get is estimated by the retrain row's own (same test)."""
+    """Per attack: the smallest δ this sweep can resolve and, roughly, the fresh seeds δ = `delta` would need.
+    The retrain row is a method exactly as good as retraining: it reads "equivalent" at margin δ only when
+    its lower bound exceeds 1 − δ, so the smallest such δ is 1 − its lower bound; the seeds needed scale its
+    interval's half-width as a t interval's (a projection, not a promise). Also how many searched rows are
+    still open (undecided at the last look)."""
     out = []
+    searched = summary[~summary.method.isin(("none", "retrain"))]
     for attack, g in summary[summary.method == "retrain"].groupby("attack", sort=True):
         r = g.iloc[0]
         n = int(r.n_fresh) if pd.notna(r.n_fresh) else 0
-        pooled = r.get("verdict_test") == POOLED_GUS
-        lo, hi = (r.removal_pooled_ci_low, r.removal_pooled_ci_high) if pooled else (r.removal_ci_low, r.removal_ci_high)
-        half = (hi - lo) / 2 if pd.notna(lo) and pd.notna(hi) else math.nan
-        out.append({"attack": attack, "test": r.get("verdict_test") or T_TEST, "n_fresh": n,
-                    "smallest_delta": half, f"fresh_seeds_for_delta_{delta:g}": _seeds_needed(half, n, pooled, delta)})
+        lo, hi = r.removal_ci_low, r.removal_ci_high
+        smallest = 1 - lo if pd.notna(lo) and math.isfinite(lo) else math.nan
+        half = (hi - lo) / 2 if pd.notna(lo) and pd.notna(hi) and math.isfinite(hi - lo) else math.nan
+        mine = searched[searched.attack == attack]
+        open_rows = int(mine.verdict_open.fillna(False).astype(bool).sum()) if "verdict_open" in mine else 0
+        out.append({"attack": attack, "test": r.get("verdict_test") or SEED_CONTRAST, "n_fresh": n,
+                    "smallest_delta": smallest, f"fresh_seeds_for_delta_{delta:g}": _seeds_needed(half, n, delta),
+                    "rows_open": open_rows, "rows_judged": int(mine.verdict.isin(["worse", "equivalent", "inconclusive"]).sum())})
     return pd.DataFrame(out)
 
 
-def _seeds_needed(half: float, n: int, pooled: bool, delta: float) -> float:
-    """Fresh seeds whose half-width would fall below `delta`: 1/√n scaling (pooled poisons), or the
-    t interval's (per-seed sd held at its estimate)."""
+def _seeds_needed(half: float, n: int, delta: float) -> float:
+    """Fresh seeds at which an interval of half-width `half` from `n` seeds would fall below `delta`, its
+    per-seed spread held at the estimate and scaled as a t interval's (a projection)."""
     if not math.isfinite(half) or n < 2:
         return math.nan
-    if pooled:
-        return float(max(2, math.ceil(n * (half / delta) ** 2)))
     sd = half * math.sqrt(n) / student_t.ppf(0.975, n - 1)
     k = 2
     while student_t.ppf(0.975, k - 1) * sd / math.sqrt(k) >= delta and k < 10_000:

@@ -12,7 +12,8 @@ import pandas as pd
 from ..metrics import DIVERGED
 from ..registry import methods
 from .selection import REFERENCES, _usable, best_per_budget, tuning_cost
-from .stats import POOLED_GUS, attack_worked, pooled_removal, pooled_z, t_interval, test_for, verdict
+from .judge import judge, seed_table
+from .stats import POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
 MIN_TRIALS_FOR_IMPORTANCE = 20
 MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
@@ -22,22 +23,27 @@ COLUMNS = (["attack", "method", "budget"]
            + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
            + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
               "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
-              "removal_pooled_ci_high", "verdict_test", "equivalent_to_retrain", "verdict", "pareto",
-              "status", "trial_id", "hparams"])
+              "removal_pooled_ci_high", "removal_tau", "verdict_test", "equivalent_to_retrain", "verdict",
+              "verdict_look", "verdict_open", "pareto", "status", "trial_id", "hparams"])
 
 
 def plan_of(experiment: dict) -> dict:
     """What a sweep set out to measure (from its resolved experiment, `Experiment.as_dict()`): every
     (attack, method, budget) gets a row, whatever happened to its runs."""
+    fresh = [int(s) for s in experiment.get("fresh_seeds") or []]
     return {"attacks": [s["attack"] for s in experiment["scenarios"]], "methods": list(experiment["methods"]),
-            "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(experiment.get("fresh_seeds"))}
+            "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(fresh), "fresh_seeds": fresh,
+            # sweeps written before fresh_rounds existed looked once, at every fresh seed
+            "looks": [int(n) for n in experiment.get("fresh_rounds") or ([len(fresh)] if fresh else [])]}
 
 
 def _plan_from_rows(rows: pd.DataFrame) -> dict:
     searched = rows[~rows.method.isin(REFERENCES) & (rows.phase == "tune")]
+    fresh = sorted(int(s) for s in rows[rows.phase == "fresh"].seed.dropna().unique())
     return {"attacks": sorted(rows.attack.dropna().unique()),
             "methods": sorted(rows[~rows.method.isin(REFERENCES)].method.dropna().unique()),
-            "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool((rows.phase == "fresh").any())}
+            "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool(fresh), "fresh_seeds": fresh,
+            "looks": [len(fresh)] if fresh else []}
 
 
 def _measure(row: dict, fresh: pd.DataFrame, best: pd.Series | None) -> None:
@@ -87,18 +93,31 @@ def summarize(rows: pd.DataFrame, delta: float = 0.1, plan: dict | None = None) 
     """One row per (attack, method, budget) of `plan` (default: what the rows contain), references first.
     Methods without usable runs still get their rows, with a status saying why."""
     rows = _with_defaults(rows)
-    plan = plan or _plan_from_rows(rows)
+    plan = {**_plan_from_rows(rows), **(plan or {})}
+    if not plan.get("fresh_seeds"):  # a plan from before the looks: the seeds in the rows, one look
+        plan.update(fresh_seeds=_plan_from_rows(rows)["fresh_seeds"], looks=_plan_from_rows(rows)["looks"])
     tune, fresh = _usable(rows[rows.phase == "tune"]), _usable(rows[rows.phase == "fresh"])
     best, spent = best_per_budget(tune), tuning_cost(tune)
+    looks = Looks(plan["fresh_seeds"], plan["looks"][:plan.get("looks_done", len(plan["looks"]))], len(plan["looks"]))
     out = []
     for attack in plan["attacks"]:
         t_att = tune[tune.attack == attack]
-        ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"])
+        ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"], looks)
         out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in REFERENCES]
         out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
     summary = pd.DataFrame(out, columns=COLUMNS)
+    summary["verdict_open"] = summary.verdict_open.astype("boolean").fillna(False).astype(bool)
     summary["pareto"] = pareto_front(summary)
     return summary.reindex(columns=COLUMNS)
+
+
+@dataclass(frozen=True)
+class Looks:
+    """The fresh phase's looks: the fresh seeds in the order looks take them, the cumulative counts of the
+    looks evaluated (mid-sweep: those done so far), and how many were planned (which sets each look's level)."""
+    order: list
+    counts: list
+    planned: int
 
 
 @dataclass
@@ -114,10 +133,11 @@ class _Context:
     retrain_acc: float
     delta: float
     fresh_expected: bool
+    looks: Looks
 
 
 def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.DataFrame, best: pd.DataFrame,
-             spent: dict, delta: float, fresh_expected: bool) -> _Context:
+             spent: dict, delta: float, fresh_expected: bool, looks: Looks) -> _Context:
     """Whether the attack worked and retraining's accuracy: from the fresh references, else (no fresh phase
     yet) from the tuning ones."""
     refs = f_att[f_att.method.isin(REFERENCES)]
@@ -126,7 +146,7 @@ def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.Dat
     retrain_acc = float(refs[refs.method == "retrain"]["acc/test"].mean()) if not refs.empty else math.nan
     mine = rows[rows.attack == attack]
     return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, retrain_acc, delta,
-                    fresh_expected)
+                    fresh_expected, looks)
 
 
 def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
@@ -145,7 +165,7 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
     else:
         row["status"] = "ok" if ctx.worked else "attack_ineffective"
     if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
-        _judge(row, ctx, ctx.fresh[ctx.fresh.method == method])
+        _judge(row, ctx, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
     return row
 
 
@@ -168,8 +188,8 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     row["status"] = _status(row, ctx.worked, fresh_failed)
     if row["status"] in ("attack_ineffective", "diverged", "reference_failed"):
         row["removal"] = math.nan  # undefined, whatever a formula would print
-    if row["status"] == "ok":
-        _judge(row, ctx, mine)
+    elif row["n_fresh"] > 0:
+        _judge(row, ctx, mine, b)
     row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
     return row
 
@@ -188,15 +208,25 @@ def _is_fixed(method: str) -> bool:
     return method in methods and getattr(methods.get(method), "KIND", "anytime") == "fixed"
 
 
-def _judge(row: dict, ctx: _Context, mine: pd.DataFrame) -> None:
-    """The row's verdict by its attack's test (see T_TEST / POOLED_GUS)."""
-    row["verdict_test"] = test_for(ctx.attack, ctx.fresh)
-    lo, hi = row["removal_ci_low"], row["removal_ci_high"]
-    if row["verdict_test"] == POOLED_GUS:
-        poisoned = ctx.fresh[(ctx.fresh.method == "none") & ctx.fresh.seed.isin(mine.seed)]
-        r, lo, hi = pooled_removal(mine, poisoned)
+def _judge(row: dict, ctx: _Context, mine: pd.DataFrame, best: pd.Series | None) -> None:
+    """Removal, its interval and (status ok) the verdict from the seed contrast over the looks (report.judge);
+    every fresh column of the row is then measured on the seeds the verdict used. The pooled-GUS removal of
+    Gaussian poisoning stays as a description of these seeds' poisons (`removal_pooled*`)."""
+    table = seed_table(ctx.attack, mine, ctx.fresh, ctx.looks.order)
+    if table.empty:
+        return
+    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta)
+    used = mine[mine.seed.isin(j.seeds)] if j.seeds else mine
+    _measure(row, used, best)
+    row.update(removal=j.removal, removal_ci_low=j.ci_low, removal_ci_high=j.ci_high, removal_tau=j.tau,
+               removal_halfwidth=(j.ci_high - j.ci_low) / 2 if math.isfinite(j.ci_high - j.ci_low) else math.nan,
+               verdict_test=SEED_CONTRAST)
+    if test_for(ctx.attack, ctx.fresh) == POOLED_GUS:
+        poisoned = ctx.fresh[(ctx.fresh.method == "none") & ctx.fresh.seed.isin(used.seed)]
+        r, lo, hi = pooled_removal(used, poisoned)
         row.update(removal_pooled=r, removal_pooled_ci_low=lo, removal_pooled_ci_high=hi)
-    row["verdict"] = verdict(lo, hi, row["acc_test"], ctx.retrain_acc, ctx.delta)
+    if row["status"] == "ok":
+        row.update(verdict=j.verdict if j.verdict else math.nan, verdict_look=j.look, verdict_open=j.open)
 
 
 def pareto_front(summary: pd.DataFrame) -> list[bool]:

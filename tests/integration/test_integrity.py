@@ -29,7 +29,9 @@ def ref(method, phase, seed, effect):
 
 
 def trial(tid, budget, removal, phase="tune", seed=None, source=None):
-    return {**ref("gd", phase, seed, 0.1), "trial_id": tid, "budget": budget, "objective": removal,
+    """A gd checkpoint whose effect is the one its removal implies (m_poisoned 0.3, m_retrain 0)."""
+    effect = 0.3 * (1 - removal) if removal == removal else 0.1
+    return {**ref("gd", phase, seed, effect), "trial_id": tid, "budget": budget, "objective": removal,
             "removal": removal, "hparams": json.dumps({"lr": 0.1}), "source_trial": source, "cost/fraction": budget}
 
 
