@@ -61,6 +61,11 @@ def refused(tmp_path, extra: str) -> str:
     ("profile: []", "profile must be the name of a profile (quick), got []"),
     ("profile: {a: 1}", "profile must be the name of a profile (quick), got {'a': 1}"),
     ("profiles: [tiny]", "profiles must be a mapping of name -> overrides, got ['tiny']"),
+    ("fresh_rounds: 3", "fresh_rounds must be a list of increasing seed counts, e.g. [3, 6, 12, 24], got 3"),
+    ("fresh_rounds: [3, true]", "fresh_rounds[1] must be a whole number of fresh seeds, got true"),
+    ("fresh_rounds: [3, 6]\nfresh_seeds: [1, 2, 3, 4]", "fresh_rounds ends at 6 seeds but fresh_seeds lists 4"),
+    ("fresh_rounds: [4, 3]\nfresh_seeds: [1, 2, 3, 4]", "fresh_rounds [4, 3] must increase"),
+    ("fresh_rounds: [2, 4]\nfresh_seeds: [1, 2, 3, 4]", "fresh_rounds starts at 2: a verdict needs at least 3"),
     ("search_seed: -1", "search_seed must be a non-negative integer, got -1"),
     ("search_seed: true", "search_seed must be a non-negative integer, got true"),
     ("dataset: 5", "dataset must be a name or a mapping with 'name', got 5"),
@@ -92,6 +97,24 @@ def test_search_seed_defaults_to_0_and_joins_as_dict(tmp_path):
     assert exp.search_seed == 0 and exp.as_dict()["search_seed"] == 0
     assert load(tmp_path, "search_seed: 7").as_dict()["search_seed"] == 7
     assert config.load("quickstart", overrides=["search_seed=3"]).search_seed == 3
+
+
+def test_fresh_rounds_are_the_looks_and_name_enough_seeds(tmp_path):
+    """Without fresh_rounds one look at every fresh seed (as_dict unchanged, so sweeps logged before resume);
+    with them and no fresh_seeds, as many seeds after the tuning seeds as the last look needs."""
+    assert load(tmp_path, "fresh_seeds: [5, 6, 7]").looks == (3,)
+    exp = config.parse({**yaml_doc(), "fresh_rounds": [3, 5]}, "exp.yaml")
+    assert exp.fresh_seeds == (1, 2, 3, 4, 5) and exp.looks == (3, 5) and exp.as_dict()["fresh_rounds"] == [3, 5]
+    assert "fresh_rounds" not in load(tmp_path, "fresh_seeds: [5, 6, 7]").as_dict()
+    assert config.load("quickstart", "resolve").looks == (3, 6, 12, 24)
+
+
+def yaml_doc() -> dict:
+    import yaml
+
+    doc = yaml.safe_load(FILE)
+    del doc["fresh_seeds"]
+    return doc
 
 
 def test_as_dict_is_the_old_dict_plus_search_seed():
