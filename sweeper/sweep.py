@@ -225,7 +225,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     tracker.log_files(parents, folder)
     for run in attack_runs:
         _log_parent_summary(run, summary[summary.attack == run.attack])
-    progress(report.table(summary))
+    progress(report.table(summary, exp.delta))
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
              f"MLflow: mlflow ui --backend-store-uri {uri}")
     return SweepResult(sweep, wd, uri, summary, folder)

@@ -98,7 +98,7 @@ def _with_interval(s: pd.DataFrame) -> list[str]:
     return out
 
 
-def table(summary: pd.DataFrame) -> str:
+def table(summary: pd.DataFrame, delta: float | None = None) -> str:
     """The summary's main columns as the plain-text table the sweep prints when it ends, then the rows
     still open at the last look and how far they sit from the margin."""
     s = summary.copy()
@@ -108,7 +108,8 @@ def table(summary: pd.DataFrame) -> str:
             "cost_fraction", "n_trials", "n_fresh", "tau", "verdict", "status"]
     with pd.option_context("display.width", 220, "display.max_rows", 1000):
         text = s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
-    return text + ("\n" + open_text(summary) if open_text(summary) else "")
+    undecided = open_text(summary, delta)
+    return text + ("\n" + undecided if undecided else "")
 
 
 def open_text(summary: pd.DataFrame, delta: float | None = None) -> str:
@@ -117,8 +118,10 @@ def open_text(summary: pd.DataFrame, delta: float | None = None) -> str:
     open_ = summary[summary.verdict_open.fillna(False).astype(bool) & ~summary.method.isin(REFERENCES)]
     if open_.empty:
         return ""
+    edge = f", {{:+.2f}} from the margin" if delta else ""
     parts = [f"{r.method}@{r.budget:g} {r.removal:.2f} [{_bound(r.removal_ci_low)}, {_bound(r.removal_ci_high)}] "
-             f"({int(r.n_fresh)} seeds)" for r in open_.itertuples()]
+             f"({int(r.n_fresh)} seeds{edge.format(r.removal - (1 - delta)) if delta else ''})"
+             for r in open_.itertuples()]
     margin = f" (margin 1 − δ = {1 - delta:g})" if delta else ""
     return (f"undecided after the last look{margin}, {len(parts)} rows: " + "; ".join(parts)
             + ". More fresh seeds (fresh_rounds, or --profile resolve on the quickstart) could decide them.")

@@ -2,6 +2,7 @@
 a row still undecided get the next look's seeds (and their base models), a decided row keeps the seeds of
 the look that decided it, and the report rebuilt from MLflow equals the live one."""
 import pandas as pd
+from mlflow import MlflowClient
 import pytest
 
 from sweeper import config, readback, sweep
@@ -51,6 +52,15 @@ def test_later_looks_go_to_undecided_rows_only_and_the_report_rebuilds(tmp_path,
         for r in s.itertuples():  # a row open after look 1 was looked at again with its fourth seed
             if (r.method, r.budget) in still:
                 assert r.n_fresh == 4 and r.verdict_look != 1
+    # each verdict is also a tag of the method's parent run (the UI's Compare view reads it)
+    client = MlflowClient(result.tracking_uri)
+    parents = client.search_runs([client.get_experiment_by_name(result.name).experiment_id],
+                                 filter_string="tags.level = 'parent' and tags.method = 'gd'")
+    for parent in parents:
+        mine = result.summary[(result.summary.attack == parent.data.tags["attack"]) & (result.summary.method == "gd")]
+        assert {f"verdict.{b:g}": v for b, v in zip(mine.budget, mine.verdict) if isinstance(v, str)} == \
+            {k: v for k, v in parent.data.tags.items() if k.startswith("verdict.")}
+    assert len(parents) == 2
     assert any("look 2/2" in ln for ln in lines), "no row stayed open: this sweep tested only the skipped look"
     rebuilt = readback.rebuild_report(result.workdir, result.name).summary
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), result.summary.reset_index(drop=True),

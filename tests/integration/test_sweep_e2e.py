@@ -110,10 +110,16 @@ def test_chosen_configurations_are_re_measured_on_fresh_seeds(shared_sweep):
     for _, row in ok.iterrows():
         mine = fresh[fresh["tags.selected_from"] == row.trial_id]
         assert len(mine) == 2 and f"{row.budget:g}" in mine.iloc[0]["tags.selected_for"]
-        history = [mlflow.MlflowClient(result.tracking_uri).get_metric_history(r, "removal") for r in mine.run_id]
-        values = [m.value for h in history for m in h if m.step == round(row.budget * 1000)]
-        assert row.removal == pytest.approx(sum(values) / 2)  # fresh mean, not the tuning value
+        client = mlflow.MlflowClient(result.tracking_uri)
+        m_u = {r.run_id: [m.value for m in client.get_metric_history(r.run_id, "attack/effect")
+                          if m.step == round(row.budget * 1000)][0] for r in mine.itertuples()}
+        poisoned = fresh[fresh["tags.method"] == "none"].set_index("tags.seed")["metrics.attack/effect"]
+        m_p = [poisoned[seed] for seed in mine["tags.seed"]]
+        # the fresh seeds' ratio of means against their own θ_poisoned (m_retrain = 0 exactly for Gaussian
+        # noise), not the tuning value
+        assert row.removal == pytest.approx(1 - sum(m_u.values()) / sum(m_p))
         assert row.n_fresh == 2 and row.removal_ci_low <= row.removal <= row.removal_ci_high
+        assert pd.isna(row.verdict)  # two fresh seeds: an interval, no verdict
     for ref in ("none", "retrain"):  # references measured on the same fresh seeds
         assert len(fresh[fresh["tags.method"] == ref]) == 2
 
