@@ -77,12 +77,15 @@ def cli(wd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-# A method that takes its time: gradient descent after a 1-second sleep. With built-in methods on this tiny
+# A method that takes its time: gradient descent after a 2-second sleep. With built-in methods on this tiny
 # scenario a trial took 0.1 s, and CI twice saw tuning finish before the signal landed (exit 0): the test
-# measured a race, not an interruption. With this one, the 3 left after the first still take >= 1.5 s on 2 slots.
+# measured a race, not an interruption. With this one, when the first gd trial reports, slow_gd's 4 trials
+# (2 s each, 2 slots) are at least 2 s from done.
+# Even at 1 s per trial, .ci/run here once saw the signal lost (exit 0) when it came after slow_gd's first trial
+# under load: suspected, not understood (see the closing note of issue 20's session).
 SLOW = ("'gd after a sleep: keeps tuning under way long enough to be interrupted.'\n"
         "import time\n\nfrom sweeper.methods import gd\n\n\n"
-        "def unlearn(model, data, budget, *, lr=0.01):\n    time.sleep(1.0)\n"
+        "def unlearn(model, data, budget, *, lr=0.01):\n    time.sleep(2.0)\n"
         "    return gd.unlearn(model, data, budget, lr=lr)\n")
 
 
@@ -93,7 +96,7 @@ def test_sigint_during_tuning_stops_the_sweep_and_never_looks_finished(tmp_path)
     exp = {**TINY, "methods": ["gd", "slow_gd"], "plugins": [str(tmp_path / "slow_gd.py")], "trials": 4,
            "budgets": [0.02, 0.04], "fresh_seeds": [1, 2]}
     run = Sweep(wd, experiment=exp)
-    run.wait_for("[gaussian/slow_gd] 1/4")
+    run.wait_for("[gaussian/gd] 1/4")
     run.proc.send_signal(signal.SIGINT)
     assert run.finish(timeout=120) == 130, "\n".join(run.lines[-20:])
     assert not (wd / "report" / "tiny").exists()  # no report that could pass for a finished one
