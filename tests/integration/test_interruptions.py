@@ -34,9 +34,11 @@ class Sweep:
         self.ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths are limited
         full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_TMPDIR": self.ray_tmp, **(env or {})}
+        # SIGINT as a terminal gives it: a shell that runs CI in the background (`cmd &`) ignores SIGINT, and
+        # a child that starts with it ignored never raises KeyboardInterrupt (the SIGINT test saw exit 0)
         self.proc = subprocess.Popen([SWEEPER, "run", str(exp), "--workdir", str(wd),
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=full_env)
+                                     env=full_env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
