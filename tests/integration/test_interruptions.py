@@ -83,8 +83,6 @@ def cli(wd: Path, *args: str) -> subprocess.CompletedProcess:
 # scenario a trial took 0.1 s, and CI twice saw tuning finish before the signal landed (exit 0): the test
 # measured a race, not an interruption. With this one, when the first gd trial reports, slow_gd's 4 trials
 # (2 s each, 2 slots) are at least 2 s from done.
-# Even at 1 s per trial, .ci/run here once saw the signal lost (exit 0) when it came after slow_gd's first trial
-# under load: suspected, not understood (see the closing note of issue 20's session).
 SLOW = ("'gd after a sleep: keeps tuning under way long enough to be interrupted.'\n"
         "import time\n\nfrom sweeper.methods import gd\n\n\n"
         "def unlearn(model, data, budget, *, lr=0.01):\n    time.sleep(2.0)\n"
