@@ -80,9 +80,9 @@ def cli(wd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 # A method that takes its time: gradient descent after a 2-second sleep. With built-in methods on this tiny
-# scenario a trial took 0.1 s, and CI twice saw tuning finish before the signal landed (exit 0): the test
-# measured a race, not an interruption. With this one, when the first gd trial reports, slow_gd's 4 trials
-# (2 s each, 2 slots) are at least 2 s from done.
+# scenario a trial takes 0.1 s, and tuning could finish before the signal lands: a race, not an
+# interruption. With this one, when the first gd trial reports, slow_gd's 4 trials (2 s each, 2 slots) are at
+# least 2 s from done.
 SLOW = ("'gd after a sleep: keeps tuning under way long enough to be interrupted.'\n"
         "import time\n\nfrom sweeper.methods import gd\n\n\n"
         "def unlearn(model, data, budget, *, lr=0.01):\n    time.sleep(2.0)\n"
