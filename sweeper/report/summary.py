@@ -130,7 +130,6 @@ class _Context:
     failed: pd.DataFrame     # rows of FAILED runs of this attack
     worked: bool | None      # None: the references could not be measured
     spent: dict
-    retrain_acc: float
     delta: float
     fresh_expected: bool
     looks: Looks
@@ -138,14 +137,13 @@ class _Context:
 
 def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.DataFrame, best: pd.DataFrame,
              spent: dict, delta: float, fresh_expected: bool, looks: Looks) -> _Context:
-    """Whether the attack worked and retraining's accuracy: from the fresh references, else (no fresh phase
-    yet) from the tuning ones."""
+    """Whether the attack worked: from the fresh references, else (no fresh phase yet) from the tuning ones.
+    (Retraining's accuracy is compared per look, on the seeds of that look: report.judge.)"""
     refs = f_att[f_att.method.isin(REFERENCES)]
     t_refs = t_att[t_att.method.isin(REFERENCES)]
     worked = attack_worked(refs if not refs.empty else t_refs, attack)
-    retrain_acc = float(refs[refs.method == "retrain"]["acc/test"].mean()) if not refs.empty else math.nan
     mine = rows[rows.attack == attack]
-    return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, retrain_acc, delta,
+    return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, delta,
                     fresh_expected, looks)
 
 
