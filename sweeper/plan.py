@@ -17,8 +17,10 @@ class Plan:
     experiment: Experiment
     tuning_trials: int           # per sweep: attacks x methods x trials
     fresh_runs_max: int          # chosen configurations (at most one per budget) x fresh seeds, plus references
-    base_to_train: int
+    base_to_train: int           # every seed's, if every look runs
     base_cached: int
+    fresh_runs_min: int          # the first look's runs: what an adaptive sweep runs if that look decides every row
+    base_first_look: int         # base models trained before tuning (tuning seeds and the first look's)
     units_worst: float           # cost units if no trial stops early (base models and crafting excluded)
     retrain_units: dict          # attack -> C_retrain (from a cached manifest, else the upper bound 3·epochs·|train|)
     exact: bool                  # every C_retrain came from a manifest
@@ -33,8 +35,11 @@ class Plan:
                f"budgets {list(exp.budgets)}",
                f"fresh seeds {list(exp.fresh_seeds)}: at most {self.fresh_runs_max} runs"
                + (f" (looks at {list(exp.fresh_rounds)} seeds: later looks only for rows still undecided, with "
-                  "their base models)" if len(exp.looks) > 1 else ""),
-               f"base models: {self.base_to_train} to train, {self.base_cached} cached",
+                  f"their base models; at most {self.fresh_runs_min} if the first look decides every row)"
+                  if len(exp.looks) > 1 else ""),
+               f"base models: {self.base_to_train} to train, {self.base_cached} cached"
+               + (f" ({self.base_first_look} before tuning; the rest only for looks that run)"
+                  if self.base_first_look != self.base_to_train else ""),
                f"worst case (no early stopping): {'' if self.exact else '≤ '}{self.units_worst:,.0f} units = "
                f"{self.units_worst / max(self.retrain_units.values()):.1f} retrains; C_retrain "
                + ", ".join(f"{a} {u:,}" for a, u in self.retrain_units.items())]
@@ -55,7 +60,8 @@ def plan(exp: Experiment, workdir: str | os.PathLike = DEFAULT_WORKDIR, storage:
     wd = Path(workdir).expanduser().resolve()
     root = prepare_storage(storage_choice(storage, exp.storage), wd, probe=False)
     seeds = list(exp.seeds) + list(exp.fresh_seeds)
-    cached = todo = 0
+    first_look = set(exp.seeds) | set(exp.fresh_seeds[:exp.looks[0] if exp.looks else 0])  # as sweep._stages builds
+    cached = todo = first = 0
     retrain: dict[str, int] = {}
     rates: list[float] = []
     exact = True
@@ -68,12 +74,14 @@ def plan(exp: Experiment, workdir: str | os.PathLike = DEFAULT_WORKDIR, storage:
                 rates.append(m["train_seconds"]["retrain"] / int(m["retrain_units"]))
             else:
                 todo += 1
+                first += seed in first_look
         if sc.attack not in retrain:
             exact = False
             retrain[sc.attack] = sc.recipe.retrain_units(len(sc.load_data().train))
     n_budgets, fresh = len(exp.budgets), len(exp.fresh_seeds)
     units = sum(c * exp.budgets[-1] * (len(exp.methods) * exp.trials * len(exp.seeds)
                                        + len(exp.methods) * n_budgets * fresh) for c in retrain.values())
-    return Plan(exp, len(exp.scenarios) * len(exp.methods) * exp.trials,
-                len(exp.scenarios) * (len(exp.methods) * n_budgets + 2) * fresh, todo, cached, units, retrain,
-                exact, slots or (os.cpu_count() or 1), sum(rates) / len(rates) if rates else None)
+    per_seed = len(exp.scenarios) * (len(exp.methods) * n_budgets + 2)
+    return Plan(exp, len(exp.scenarios) * len(exp.methods) * exp.trials, per_seed * fresh, todo, cached,
+                per_seed * (exp.looks[0] if exp.looks else 0), first, units, retrain, exact,
+                slots or (os.cpu_count() or 1), sum(rates) / len(rates) if rates else None)

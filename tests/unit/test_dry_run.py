@@ -20,3 +20,17 @@ def test_dry_run_says_what_will_run_and_writes_nothing(tmp_path, capsys):
     planned = plan.plan(config.load(str(path)), wd)
     assert (planned.tuning_trials, planned.base_to_train, planned.base_cached) == (8, 6, 0)
     assert not wd.exists()
+
+
+def test_an_adaptive_dry_run_gives_the_range_the_looks_allow(tmp_path, capsys):
+    """fresh_rounds [3, 4]: the first look's runs and base models always, the fourth seed's only for rows the
+    first look leaves open (2 attacks x (2 methods x 2 budgets + 2 references) = 12 runs per fresh seed)."""
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(yaml.safe_dump({**EXP, "fresh_seeds": [1, 2, 3, 4], "fresh_rounds": [3, 4]}))
+    planned = plan.plan(config.load(str(path)), tmp_path / "wd")
+    assert (planned.fresh_runs_min, planned.fresh_runs_max) == (36, 48)
+    assert (planned.base_first_look, planned.base_to_train) == (8, 10)
+    assert cli.main(["run", str(path), "--workdir", str(tmp_path / "wd"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "at most 48 runs" in out and "at most 36 if the first look decides every row" in out
+    assert "base models: 10 to train, 0 cached (8 before tuning; the rest only for looks that run)" in out
