@@ -26,6 +26,7 @@ class SweepResult:
     tracking_uri: str
     summary: pd.DataFrame
     report_dir: Path
+    delta: float = config.DEFAULT_DELTA  # the margin its verdicts used (the table's distances are from 1 − δ)
 
 
 def open_existing(wd: Path, tracking_uri: str | None) -> str:
@@ -65,10 +66,11 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
     folder = report_folder(wd, sweep)
     logged = tracking.read_experiment(record)
     plugins.ensure([plugins.spec(p) for p in logged.get("plugins", []) if Path(p).is_file()])  # their spaces
-    summary = report.write(tracking.read_rows(record), folder, logged.get("delta", config.DEFAULT_DELTA),
+    delta = logged.get("delta", config.DEFAULT_DELTA)
+    summary = report.write(tracking.read_rows(record), folder, delta,
                            lambda m: config.search_space(m, logged.get("spaces")), f"sweeper report: {sweep}",
                            report.plan_of(logged) if logged else None, PARTIAL.get(record.status()))
-    return SweepResult(sweep, wd, uri, summary, folder)
+    return SweepResult(sweep, wd, uri, summary, folder, delta)
 
 
 def load_model(sweep: str, attack: str, method: str, budget: float, workdir: str | os.PathLike = DEFAULT_WORKDIR,

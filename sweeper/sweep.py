@@ -228,7 +228,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     progress(report.table(summary, exp.delta))
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
              f"MLflow: mlflow ui --backend-store-uri {uri}")
-    return SweepResult(sweep, wd, uri, summary, folder)
+    return SweepResult(sweep, wd, uri, summary, folder, exp.delta)
 
 
 def _parents(tracker: RunWriter, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None) -> dict[str, str]:

@@ -5,7 +5,7 @@ import pandas as pd
 from mlflow import MlflowClient
 import pytest
 
-from sweeper import config, readback, sweep
+from sweeper import cli, config, readback, report, sweep
 from sweeper.report import summary as summaries
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ EXP = {"name": "adaptive", "dataset": "digits", "model": {"name": "small_cnn", "
        "delta": 0.9}
 
 
-def test_later_looks_go_to_undecided_rows_only_and_the_report_rebuilds(tmp_path, ray_session):
+def test_later_looks_go_to_undecided_rows_only_and_the_report_rebuilds(tmp_path, ray_session, capsys):
     import yaml
 
     path = tmp_path / "adaptive.yaml"
@@ -65,3 +65,8 @@ def test_later_looks_go_to_undecided_rows_only_and_the_report_rebuilds(tmp_path,
     rebuilt = readback.rebuild_report(result.workdir, result.name).summary
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), result.summary.reset_index(drop=True),
                                   check_dtype=False)
+    # `sweeper report` prints the table the sweep printed, open rows' distances from 1 − δ included (it
+    # used to print them without δ, so without the distances)
+    assert cli.main(["report", "--workdir", str(result.workdir), "--sweep", result.name]) == 0
+    printed = capsys.readouterr().out
+    assert report.table(result.summary, EXP["delta"]) in lines and report.table(result.summary, EXP["delta"]) in printed
