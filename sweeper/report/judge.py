@@ -3,6 +3,7 @@ references, the looks of the fresh phase, the accuracy condition at each look (d
 Statistics and verdicts). The test itself is `contrast`'s; this module only assembles its inputs."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,6 +27,8 @@ class Judged:
     ci_high: float
     tau: float
     t: float
+    seeds_needed: float        # open rows: fresh seeds at which D's current mean and spread would decide it
+                               # (contrast.margin: a projection, about even odds; inf: none would); else NaN
 
 
 def seed_table(attack: str, mine: pd.DataFrame, fresh: pd.DataFrame, order: list[int]) -> pd.DataFrame:
@@ -58,4 +61,5 @@ def judge(table: pd.DataFrame, order: list[int], looks: list[int], n_looks: int,
                               alpha=ALPHA, acc_kept=acc_ok)
     used = tuple(int(s) for s in table.seed[: seq.n_used])
     c = seq.contrast
-    return Judged(seq.verdict, seq.look, seq.open, used, c.removal, c.ci_low, c.ci_high, c.tau, c.t)
+    need = contrast.margin(c).seeds_needed if seq.open else math.nan
+    return Judged(seq.verdict, seq.look, seq.open, used, c.removal, c.ci_low, c.ci_high, c.tau, c.t, need)

@@ -118,13 +118,24 @@ def open_text(summary: pd.DataFrame, delta: float | None = None) -> str:
     open_ = summary[summary.verdict_open.fillna(False).astype(bool) & ~summary.method.isin(REFERENCES)]
     if open_.empty:
         return ""
-    edge = f", {{:+.2f}} from the margin" if delta else ""
     parts = [f"{r.method}@{r.budget:g} {r.removal:.2f} [{_bound(r.removal_ci_low)}, {_bound(r.removal_ci_high)}] "
-             f"({int(r.n_fresh)} seeds{edge.format(r.removal - (1 - delta)) if delta else ''})"
-             for r in open_.itertuples()]
+             f"({int(r.n_fresh)} seeds{_distance(r, delta)}{_projection(r)})" for r in open_.itertuples()]
     margin = f" (margin 1 − δ = {1 - delta:g})" if delta else ""
     return (f"undecided after the last look{margin}, {len(parts)} rows: " + "; ".join(parts)
             + ". More fresh seeds (fresh_rounds, or --profile resolve on the quickstart) could decide them.")
+
+
+def _distance(r, delta: float | None) -> str:
+    return f", {r.removal - (1 - delta):+.2f} from the margin" if delta else ""
+
+
+def _projection(r) -> str:
+    """contrast.margin's projected seed count: where today's mean and spread would decide the row."""
+    need = getattr(r, "verdict_seeds_needed", math.nan)
+    if need is None or pd.isna(need):
+        return ""
+    return f"; about {need:.0f} seeds would decide it if its mean and spread held" if math.isfinite(need) else \
+        "; no seed count would decide it at its current mean"
 
 
 def _img(path: Path) -> str:

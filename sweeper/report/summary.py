@@ -24,7 +24,7 @@ COLUMNS = (["attack", "method", "budget"]
            + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
               "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
               "removal_pooled_ci_high", "removal_tau", "verdict_test", "equivalent_to_retrain", "verdict",
-              "verdict_look", "verdict_open", "pareto", "status", "trial_id", "hparams"])
+              "verdict_look", "verdict_open", "verdict_seeds_needed", "pareto", "status", "trial_id", "hparams"])
 
 
 def plan_of(experiment: dict) -> dict:
@@ -224,7 +224,8 @@ def _judge(row: dict, ctx: _Context, mine: pd.DataFrame, best: pd.Series | None)
         r, lo, hi = pooled_removal(used, poisoned)
         row.update(removal_pooled=r, removal_pooled_ci_low=lo, removal_pooled_ci_high=hi)
     if row["status"] == "ok":
-        row.update(verdict=j.verdict if j.verdict else math.nan, verdict_look=j.look, verdict_open=j.open)
+        row.update(verdict=j.verdict if j.verdict else math.nan, verdict_look=j.look, verdict_open=j.open,
+                   verdict_seeds_needed=j.seeds_needed)
 
 
 def pareto_front(summary: pd.DataFrame) -> list[bool]:

@@ -67,6 +67,26 @@ def test_verdicts_test_the_seed_contrast_and_pooled_gus_only_describes():
     assert gd.removal_tau > 0.1  # the seeds' own spread, reported
 
 
+def test_an_open_row_says_how_far_it_sits_and_how_many_seeds_its_spread_would_need():
+    """The open row above: its distance from 1 − δ and contrast.margin's projection, in summary.csv
+    (verdict_seeds_needed, computed from the same contrast) and in the printed table's last line; a decided
+    row projects nothing."""
+    from sweeper.report import contrast
+
+    spread = (0.80, 1.15, 0.96)
+    s = report.summarize(rows(fresh_removals=spread))
+    gd = s[(s.method == "gd") & (s.budget == 0.04)].iloc[0]
+    m_u = [0.3 * (1 - r) for r in spread]
+    c = contrast.contrast(m_u, [0.005] * 3, [0.3] * 3, [0.005] * 3)
+    need = contrast.margin(c).seeds_needed
+    assert gd.verdict_open and 3 < need < 10_000 and gd.verdict_seeds_needed == need
+    text = report.table(s, 0.1)
+    assert f"gd@0.04 {gd.removal:.2f}" in text and f"{gd.removal - 0.9:+.2f} from the margin" in text
+    assert f"about {need:.0f} seeds would decide it" in text
+    decided = report.summarize(rows())
+    assert decided[decided.method == "gd"].verdict_seeds_needed.isna().all() and "undecided" not in report.table(decided, 0.1)
+
+
 def test_pooled_gus_calibration_retrain_reads_worse_at_most_five_percent_of_the_time():
     """Retraining's fresh seeds under the pooled test: every poison's score is N(0, 1) on θ_retrain and
     N(−0.25, 1) on θ_poisoned (the quickstart's scale: 3 seeds x 240 poisons)."""
