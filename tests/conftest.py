@@ -67,8 +67,8 @@ def ray_session():
 # -- the shared sweep -------------------------------------------------------------------------------------
 # One real sweep (Ray Tune, Optuna, MLflow SQLite) for every test that only reads a sweep's outputs
 # (test_sweep_e2e, test_mlflow_layout, test_plugins, test_dry_run_vs_sweep; its experiment: shared_sweep.py).
-# It runs once per session (once per worker under pytest-xdist: the slow suite runs without -n), and only
-# when a slow test asks for it.
+# It runs once per test run, whichever xdist worker asks first (the others read its pickle), and only when a
+# slow test asks for it.
 class Swept:
     """The shared sweep's result, its MLflow runs (a DataFrame), its progress lines, its files and the
     dry run's plan made just before it ran."""
@@ -78,23 +78,56 @@ class Swept:
         self.experiment_file, self.plugin_file, self.planned = experiment_file, plugin_file, planned
 
 
+def _once_per_run(tmp_path_factory, name: str):
+    """A folder shared by every pytest-xdist worker of this run (the parent of each worker's base temp
+    dir), and a lock on it: what is built there is built once per run, not once per worker."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return root / name, FileLock(str(root / f"{name}.lock"))
+
+
 @pytest.fixture(scope="session")
 def plugin_file(tmp_path_factory):
     """examples/my_method.py as PLUGIN, with its search space, in a folder on no process's sys.path (one file
-    per session: a process loads a plugin name from one file only)."""
-    folder = tmp_path_factory.mktemp("elsewhere")
-    shutil.copy(EXAMPLE, folder / f"{PLUGIN}.py")
-    shutil.copy(EXAMPLE.with_suffix(".yaml"), folder / f"{PLUGIN}.yaml")
+    per run, shared by the xdist workers: a process loads a plugin name from one file only, and the shared
+    sweep names this one)."""
+    folder, lock = _once_per_run(tmp_path_factory, "elsewhere")
+    with lock:
+        if not folder.is_dir():
+            tmp = folder.with_name(folder.name + ".tmp")
+            tmp.mkdir()
+            shutil.copy(EXAMPLE, tmp / f"{PLUGIN}.py")
+            shutil.copy(EXAMPLE.with_suffix(".yaml"), tmp / f"{PLUGIN}.yaml")
+            tmp.rename(folder)
     return folder / f"{PLUGIN}.py"
 
 
 @pytest.fixture(scope="session")
-def _shared_sweep(tmp_path_factory, ray_session, plugin_file):
+def _shared_sweep(tmp_path_factory, plugin_file, request):
+    """Run once per test run: the first xdist worker to ask runs it (under a file lock) and pickles what it
+    saw; the others wait on the lock and read that (the slow suite runs on two workers)."""
+    import pickle
+
+    folder, lock = _once_per_run(tmp_path_factory, "shared")
+    with lock:
+        done = folder / "swept.pickle"
+        if not done.exists():
+            request.getfixturevalue("ray_session")
+            swept = _run_shared_sweep(folder, plugin_file)
+            done.with_suffix(".tmp").write_bytes(pickle.dumps(swept))
+            done.with_suffix(".tmp").rename(done)
+        return pickle.loads(done.read_bytes())
+
+
+def _run_shared_sweep(folder: Path, plugin_file: Path) -> Swept:
     import mlflow
 
     from sweeper import plan, sweep
 
-    folder = tmp_path_factory.mktemp("shared")
+    folder.mkdir()
     path = folder / "shared.yaml"
     path.write_text(yaml.safe_dump({**SHARED, "plugins": [str(plugin_file)]}))
     planned = plan.plan(config.load(str(path)), folder / "work")  # what --dry-run says, before anything ran

@@ -61,7 +61,7 @@ def _run(tmp_path, exp, uri, name, remove):
 
 
 def test_a_sweep_survives_losing_a_worker_node(tmp_path, server):  # noqa: F811
-    server, _ = server  # (uri, process)
+    server = server[0]  # (uri, process, folder)
     exp = tmp_path / "cluster.yaml"
     exp.write_text(yaml.safe_dump({
         "name": "cluster", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},

@@ -1,4 +1,5 @@
 """A sweep logging to a real `mlflow server` on 127.0.0.1 (what a cluster uses instead of SQLite)."""
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -23,14 +24,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real `mlflow server` on 127.0.0.1 with its store and artifacts in `folder`; yields (uri, process)."""
     port = free_port()
     exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
     proc = subprocess.Popen([exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+                             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+                             "--artifacts-destination", str(folder / "server-artifacts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -42,13 +44,31 @@ def server(tmp_path):
     else:
         proc.kill()
         pytest.fail("mlflow server did not start within 90 s")
-    yield uri, proc
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield uri, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module's sweeps (starting one costs ~10 s); each sweep logs its own experiment.
+    Yields (uri, process, folder)."""
+    folder = tmp_path_factory.mktemp("server")
+    with mlflow_server(folder) as (uri, proc):
+        yield uri, proc, folder
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of this test's own, for a test that stops it."""
+    with mlflow_server(tmp_path) as (uri, proc):
+        yield uri, proc
 
 
 def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
-    server, _ = server
+    server, _, folder = server
     path = tmp_path / "server.yaml"
     path.write_text(yaml.safe_dump({
         "name": "served", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
@@ -62,15 +82,15 @@ def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
     fresh = runs[runs["tags.phase"] == "fresh"]
     assert set(fresh["tags.seed"]) == {"1", "2"} and {"none", "retrain", "gd"} <= set(fresh["tags.method"])
     assert not (tmp_path / "wd" / "mlflow.db").exists()  # nothing went to a local store
-    assert (tmp_path / "server-artifacts").exists()      # artifacts went through the server
+    assert (folder / "server-artifacts").exists()      # artifacts went through the server
     rebuilt = readback.rebuild_report(tmp_path / "wd", tracking_uri=server)
     assert set(rebuilt.summary.method) == {"none", "retrain", "gd"} and len(result.summary) == 4
 
 
-def test_a_server_that_stops_answering_is_an_error_not_an_absent_artifact(server, tmp_path):
+def test_a_server_that_stops_answering_is_an_error_not_an_absent_artifact(own_server, tmp_path):
     """A transient failure reading a run's experiment used to read as "nothing logged", so --resume
     skipped its check that the experiment is the same."""
-    uri, proc = server
+    uri, proc = own_server
     record = tracking.SweepRecord(uri, "s", tmp_path)
     record.reserve(numbered=False)
     parent = tracking.RunWriter(record).start_parent("gaussian", "gd", {}, {"trials": 2})
