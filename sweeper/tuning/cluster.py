@@ -14,6 +14,7 @@ from ..config import GPUS_PER_TRIAL
 from ..errors import SweeperError
 
 ADDRESS_TIMEOUT_S = 5
+KEEP_IDLE_WORKERS_MS = 3_600_000  # an embedded Ray's idle task workers live this long (Ray's default: 1 s)
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
 
 
@@ -142,6 +143,11 @@ def start(address: str | None = None, num_cpus: int | None = None, num_gpus: int
         if address and address != "local":
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
+            # Ray kills a task worker idle for 1 s while more workers exist than CPUs: every Tuner's trial actors
+            # push the fresh-seed and base-model workers over that limit, so each phase started new processes
+            # that imported torch and loaded the seeds' base models again. An embedded Ray keeps them (a
+            # user's own RAY_idle_worker_killing_time_threshold_ms wins; a cluster's is set by `ray start`).
+            os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(KEEP_IDLE_WORKERS_MS))
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
