@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from . import discovery as _discovery
 from . import methods as _methods
 from . import plugins, storage
 from .attacks import Poisoning
@@ -41,6 +42,7 @@ class TrialConfig:
     membership: bool = True            # membership inference at each checkpoint (the report reads it from
     #                                    fresh runs only; tuning trials skip it: it was 2/3 of their evaluation)
     plugins: list[dict] = field(default_factory=list)  # plugin files (plugins.spec) this trial's names may need
+    discovery: float = 1.0             # fraction of the poisons the method is told of (sweeper/discovery.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -63,7 +65,7 @@ def _moved(base: BaseModels, device: torch.device) -> Poisoning:
 class SeedEvaluator:
     """Evaluates a model of one (scenario, seed) against that seed's references."""
 
-    def __init__(self, base: BaseModels, device: torch.device):
+    def __init__(self, base: BaseModels, device: torch.device, discovery: float = _discovery.FULL):
         self.base, self.device = base, device
         self.attack = attacks.get(base.scenario.attack)
         self.poisoning = _moved(base, device)
@@ -75,6 +77,22 @@ class SeedEvaluator:
         self.m_retrain = exact if exact is not None else refs["retrain"]["attack/effect"]
         self.acc_val_retrain = refs["retrain"]["acc/val"]
         self.accuracy_constrained = not getattr(self.attack, "ACCURACY_IS_EFFECT", False)
+        self.parts = self._discovery_parts(discovery)
+
+    def _discovery_parts(self, level: float) -> dict[str, dict]:
+        """Below full discovery, for attacks whose effect is a mean over poisons: the contexts of the identified
+        and the unidentified poisons, measured apart (removal over all poisons is about d × the removal over
+        the identified ones by construction; only the split shows what happened to the others)."""
+        per_poison = getattr(self.attack, "PER_POISON", None)
+        n = len(self.poisoning.forget)
+        if level == _discovery.FULL or not per_poison:
+            return {}
+        known = _discovery.identified_mask(n, self.base.seed, level)
+        ctx = self.poisoning.context
+        parts = {"identified": _discovery.context_subset(ctx, per_poison, known.to(self.device))}
+        if not known.all():
+            parts["unidentified"] = _discovery.context_subset(ctx, per_poison, ~known.to(self.device))
+        return parts
 
     def _nonmembers(self, base: BaseModels):
         """At least MIA_MIN_NONMEMBERS transformed held-out points (attacks may filter the held-out set)."""
@@ -87,6 +105,8 @@ class SeedEvaluator:
         with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
             m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
             m.update(self.attack.effect(model, self.poisoning.context))
+            for part, ctx in self.parts.items():
+                m.update({f"{part}/{k}": v for k, v in self.attack.effect(model, ctx).items()})
             if membership:
                 m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
@@ -110,17 +130,19 @@ def seed_objective(m: Metrics, accuracy_constrained: bool) -> float:
 _EVALUATORS: OrderedDict = OrderedDict()  # per process (sweeper/workercache.py): the device copies of one seed's data
 
 
-def evaluator(base: BaseModels, device: torch.device) -> SeedEvaluator:
-    """The SeedEvaluator of (base, device), built once per worker process: a reused Ray worker then keeps
-    the seed's splits and poisoning on its device across trials instead of copying them for each one."""
-    return remember(_EVALUATORS, (id(base), str(device)), lambda: SeedEvaluator(base, device))
+def evaluator(base: BaseModels, device: torch.device, discovery: float = _discovery.FULL) -> SeedEvaluator:
+    """The SeedEvaluator of (base, device, discovery level), built once per worker process: a reused Ray
+    worker then keeps the seed's splits and poisoning on its device across trials instead of copying them
+    for each one."""
+    return remember(_EVALUATORS, (id(base), str(device), discovery),
+                    lambda: SeedEvaluator(base, device, discovery))
 
 
 def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> None:
     device = pick_device(cfg.device)
     base = base_models(cfg.scenario, seed, cfg.base_dir, device=device)
     method = methods.get(cfg.method)
-    evaluate = evaluator(base, device)
+    evaluate = evaluator(base, device, cfg.discovery)
     retrain_units = base.retrain_units
 
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
@@ -136,8 +158,9 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
 
     model = base.model("poisoned", device)
     p = evaluate.poisoning
-    data = _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, cfg.scenario.recipe, seed,
-                                base.path / "shared")
+    retain, forget = _discovery.split(p.train, p.forget, seed, cfg.discovery)
+    data = _methods.UnlearnData(retain, forget, base.data.num_classes, cfg.scenario.recipe, seed,
+                                _discovery.shared_folder(base.path / "shared", cfg.discovery))
     def checkpoint(fraction: float, units: int) -> None:
         emit(row(model, fraction, units, budget.seconds))
         if cfg.save_models:

@@ -28,6 +28,9 @@ MODALITIES = ("image", "text")  # the data it applies to (checked when an experi
 PAPER = "Pawelczyk et al., ICLR 2025, arXiv 2406.17216"
 RETRAIN_EFFECT = 0.0  # E[GUS] = 0 on any model that never saw the noise: removal uses this exact value
 FRESH_DRAWS = 100     # fresh-noise scores per poison for the TPR at 1% FPR (docs/architecture.md, GUS)
+# The context's entries with one row per poison: GUS is a mean over poisons, so it can be taken over any
+# subset of them (sweeper/discovery.py: identified and unidentified poisons apart).
+PER_POISON = ("clean_x", "y", "noise", "keys")
 _NOISE, _FRESH, _MIA = 11, 12, 13  # generator streams: training noise, GUS null draws, MIA non-members
 # eps > 0, not ≥ 0: GUS divides by ε, and ε = 0 adds no noise (nothing to poison or to remove).
 RANGES = {"fraction": FRACTION, "eps": POSITIVE}
