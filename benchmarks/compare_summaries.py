@@ -8,7 +8,8 @@ time (so that the order results arrive in cannot change ASHA's choices), then:
     python benchmarks/compare_summaries.py /tmp/before/report/quickstart /tmp/after/report/quickstart
 
 `cost_seconds` (wall time) and `trial_id` (Ray Tune's random ids) differ between any two runs; every other
-column, and equivalence.csv, resolution.csv and importance.csv, must be identical. Exit 1 if they are not."""
+column, and equivalence.csv, resolution.csv and importance.csv, must be identical. A column the new code adds
+is named and left out of the comparison; one it removes counts as a difference. Exit 1 on any difference."""
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def main() -> int:
     p.add_argument("after", type=Path)
     args = p.parse_args()
     a, b = (pd.read_csv(d / "summary.csv", dtype=str, keep_default_na=False) for d in (args.before, args.after))
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        print(f"shapes differ: {a.shape} vs {b.shape}")
+    added, removed = [c for c in b.columns if c not in a], [c for c in a.columns if c not in b]
+    if added or removed:  # a change may add a column (say so in the README); the rest must still agree
+        print(f"columns only after: {added or 'none'}; only before: {removed or 'none'}")
+        a, b = a[[c for c in a.columns if c in b]], b[[c for c in a.columns if c in b]]
+    if len(a) != len(b):
+        print(f"row counts differ: {len(a)} vs {len(b)}")
         return 1
     differ = {c: int((a[c] != b[c]).sum()) for c in a.columns if not a[c].equals(b[c])}
     for c, n in differ.items():
@@ -37,7 +42,7 @@ def main() -> int:
     files = [f for f in SAME_FILES if (args.before / f).exists() and not filecmp.cmp(args.before / f, args.after / f, shallow=False)]
     for f in files:
         print(f"{f} differs")
-    bad = [c for c in differ if c not in EXPECTED] + files
+    bad = [c for c in differ if c not in EXPECTED] + files + [f"{c} (gone)" for c in removed]
     print(f"{len(a)} rows x {len(a.columns)} columns; " + ("identical apart from timing and trial ids" if not bad
                                                            else f"unexpected differences: {', '.join(bad)}"))
     return 1 if bad else 0
