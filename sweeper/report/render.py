@@ -132,7 +132,7 @@ def _distance(r, delta: float | None) -> str:
 def _projection(r) -> str:
     """contrast.margin's projected seed count: where today's mean and spread would decide the row."""
     need = getattr(r, "verdict_seeds_needed", math.nan)
-    if need is None or pd.isna(need):
+    if pd.isna(need):  # a decided row, or a summary written before the column existed
         return ""
     return f"; about {need:.0f} seeds would decide it if its mean and spread held" if math.isfinite(need) else \
         "; no seed count would decide it at its current mean"
