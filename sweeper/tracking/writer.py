@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from .reader import CHILD_TABLE, EXPERIMENT_FILE, INTERRUPTED_TAG, PARENT_TABLE
+from .reader import CHILD_TABLE, EXPERIMENT_FILE, INTERRUPTED_TAG, PARENT_TABLE, search
 from .record import SweepRecord
 
 MAX_TAG = 5000     # characters MLflow keeps of a tag value
@@ -77,8 +77,11 @@ class RunWriter:
         self.open_runs.discard(run_id)
 
     def abort(self, status: str, reason: str) -> None:
-        """Close every run left open (an interruption or an error mid-sweep), with what it had."""
-        for run_id in sorted(self.open_runs):
+        """Close every run left open (an interruption or an error mid-sweep), with what it had. Also the
+        sweep's RUNNING runs this writer never registered: a Ctrl-C that lands inside `start_child`, after
+        MLflow created the run and before `open_runs` holds it, would otherwise leave one RUNNING for good."""
+        stray = {r.info.run_id for r in search(self.client, self.record.experiment_id, "attributes.status = 'RUNNING'")}
+        for run_id in sorted(self.open_runs | stray):
             self._flush(run_id, {"error": reason, INTERRUPTED_TAG: "true"})
             self.client.set_terminated(run_id, status)
         self.open_runs.clear()

@@ -53,6 +53,29 @@ def test_an_absent_table_still_reads_as_absent(store):
     assert tracking.read_rows(record).empty
 
 
+def test_abort_closes_a_run_created_just_before_the_interrupt(store, monkeypatch):
+    """CI saw a trial run RUNNING after Ctrl-C: the signal landed in start_child after MLflow created the
+    run and before the writer registered it. abort() closes the sweep's RUNNING runs, registered or not."""
+    uri, wd = store
+    record = tracking.SweepRecord(uri, "s", wd)
+    record.reserve(numbered=False)
+    writer = tracking.RunWriter(record)
+    parent = writer.start_parent("gaussian", "gd", {}, {})
+    create = writer.client.create_run
+
+    def interrupted_create(*args, **kwargs):
+        create(*args, **kwargs)
+        raise KeyboardInterrupt  # the run exists in MLflow; start_child never returns its id
+
+    monkeypatch.setattr(writer.client, "create_run", interrupted_create)
+    with pytest.raises(KeyboardInterrupt):
+        writer.start_child(parent, "trial", {}, {})
+    writer.abort("KILLED", "interrupted")
+    runs = record.client.search_runs([record.experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
+    assert {r.data.tags.get("sweeper.interrupted") for r in runs} == {"true"}
+
+
 def test_start_does_not_probe_the_address_again(ray_session, monkeypatch):
     """`check` probes an address (seconds against a silent port); `start` is handed what it returned."""
     from sweeper.tuning import cluster
