@@ -30,12 +30,13 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from . import procs, storage
 from .data import DataSet
-from .scenario import FILES, BaseModels, Scenario, read_base, train_base
+from .scenario import FILES, IDENTIFIED_FILE, BaseModels, Scenario, read_base, train_base, train_identified
 from .workercache import remember
 
 NOT_BUILT = "not built"  # check_entry's verdict on an absent entry (absent is not broken)
@@ -43,6 +44,7 @@ STALE_TEMP_AGE_S = 3600  # an ownerless temporary folder untouched this long is 
 _RACY_S = 2  # see _digest
 _DIGESTS: dict[tuple, str] = {}  # per-process memo of file checksums, keyed by what stat() says
 _BASES: OrderedDict[tuple, BaseModels] = OrderedDict()  # whole entries, per process (sweeper/workercache.py)
+_IDENTIFIED: OrderedDict[tuple, tuple[dict, dict]] = OrderedDict()  # retrain_identified entries, likewise
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -57,46 +59,76 @@ def base_models(scenario: Scenario, seed: int, root: str | os.PathLike, data: Da
     broken. A whole entry is loaded once per process and then served from memory (checksums are still
     checked on every call; they are memoised by inode, size and mtime)."""
     data = data or scenario.load_data()
+    kind = Kind(FILES, lambda folder: train_base(scenario, seed, data, folder, torch.device(device)))
+    folder, key = _entry(kind, scenario.key(seed), root)
+    return remember(_BASES, (*key, id(data)), lambda: _load_entry(scenario, seed, data, folder))
+
+
+def identified_name(scenario: Scenario, seed: int, level: float) -> str:
+    """The entry name of (scenario, seed)'s θ_retrain_identified at discovery `level`: hex, like a base
+    entry's (remove_stale_temps reads the owner of a temporary folder from the characters after it)."""
+    return hashlib.sha256(f"{scenario.key(seed)}/retrain_identified/{float(level)!r}".encode()).hexdigest()[:16]
+
+
+def identified_retrain(base: BaseModels, level: float, root: str | os.PathLike,
+                       device: torch.device | str = "cpu") -> tuple[dict, dict]:
+    """(state dict, manifest) of `base`'s θ_retrain_identified at discovery `level` (scenario.train_identified),
+    cached under `root` as an entry of its own, checked and built like the base models."""
+    kind = Kind((IDENTIFIED_FILE,), lambda folder: train_identified(base, level, folder, torch.device(device)))
+    folder, key = _entry(kind, identified_name(base.scenario, base.seed, level), root)
+    return remember(_IDENTIFIED, key, lambda: (torch.load(folder / IDENTIFIED_FILE, weights_only=True),
+                                               json.loads((folder / "manifest.json").read_text())))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of entry: the files it holds, and how to write them into a folder (returning the facts its
+    manifest records besides their checksums). The base models are one kind; each discovery level's
+    `retrain_identified` model another (identified_retrain)."""
+    files: tuple[str, ...]
+    build: Callable[[Path], dict]
+
+
+def _entry(kind: Kind, name: str, root: str | os.PathLike) -> tuple[Path, tuple]:
+    """The local folder of entry `name` under `root` (in an object store: this node's mirror of it), whole,
+    and a key that changes when the entry is rebuilt (for per-process memos)."""
     if storage.is_remote(root):
-        folder = _remote_entry(scenario, seed, str(root), data, torch.device(device))
-        key = (str(folder), id(data))  # a mirror folder is named by its manifest's hash: it never changes
-    else:
-        folder = _local_entry(scenario, seed, Path(root), data, torch.device(device))
-        st = (folder / "manifest.json").stat()  # a rebuilt entry keeps its path: tell it by its manifest
-        key = (str(folder.resolve()), st.st_ino, st.st_mtime_ns, id(data))
-    return remember(_BASES, key, lambda: _load_entry(scenario, seed, data, folder))
+        folder = _remote_entry(kind, name, str(root))
+        return folder, (str(folder),)  # a mirror folder is named by its manifest's hash: it never changes
+    folder = _local_entry(kind, Path(root) / name)
+    st = (folder / "manifest.json").stat()  # a rebuilt entry keeps its path: tell it by its manifest
+    return folder, (str(folder.resolve()), st.st_ino, st.st_mtime_ns)
 
 
-def _local_entry(scenario: Scenario, seed: int, root: Path, data: DataSet, device: torch.device) -> Path:
-    """(scenario, seed)'s whole entry under the local `root`: checked, built if absent, rebuilt if broken."""
-    folder = base_folder(scenario, seed, root)
-    why = check_entry(folder)
+def _local_entry(kind: Kind, folder: Path) -> Path:
+    """The whole entry at the local `folder`: checked, built if absent, rebuilt if broken."""
+    why = check_entry(folder, kind.files)
     if why is not None:
         if why != NOT_BUILT:
-            warnings.warn(f"base models {folder} are broken ({why}); rebuilding them", stacklevel=3)
+            warnings.warn(f"base models {folder} are broken ({why}); rebuilding them", stacklevel=4)
             _discard(folder)
-        _build(scenario, seed, data, folder, device)
+        _build(kind, folder)
     return folder
 
 
-def _remote_entry(scenario: Scenario, seed: int, root: str, data: DataSet, device: torch.device) -> Path:
-    """The node-local mirror of (scenario, seed)'s entry in the object store `root`, downloaded (and checked)
-    if this node has not yet got the version the store's manifest names, built and published if the store
-    has none, rebuilt (with a warning) if the store's entry is broken."""
-    entry = storage.join(root, scenario.key(seed))
-    mirror = mirror_root(root) / scenario.key(seed)
+def _remote_entry(kind: Kind, name: str, root: str) -> Path:
+    """The node-local mirror of entry `name` in the object store `root`, downloaded (and checked) if this
+    node has not yet got the version the store's manifest names, built and published if the store has
+    none, rebuilt (with a warning) if the store's entry is broken."""
+    entry = storage.join(root, name)
+    mirror = mirror_root(root) / name
     manifest, why = read_manifest(entry)
     if manifest is not None:
         folder = mirror / _manifest_id(manifest)
-        if folder.is_dir() and check_entry(folder) is not None:  # this node's copy went bad: fetch it again
+        if folder.is_dir() and check_entry(folder, kind.files) is not None:  # this node's copy went bad
             _discard(folder)
-        why = fetch(entry, manifest, folder)
+        why = fetch(entry, manifest, folder, kind.files)
         if why is None:
             return folder
     if why != NOT_BUILT:
-        warnings.warn(f"base models {storage.display(entry)} are broken ({why}); rebuilding them", stacklevel=3)
+        warnings.warn(f"base models {storage.display(entry)} are broken ({why}); rebuilding them", stacklevel=4)
         discard_remote(entry)
-    return _build_remote(scenario, seed, data, entry, mirror, device)
+    return _build_remote(kind, entry, mirror)
 
 
 def _manifest_id(manifest: dict) -> str:
@@ -127,7 +159,7 @@ def _load_entry(scenario: Scenario, seed: int, data: DataSet, folder: Path) -> B
 
 
 # -- integrity -------------------------------------------------------------------------------------------
-def check_entry(folder: str | os.PathLike) -> str | None:
+def check_entry(folder: str | os.PathLike, files: tuple[str, ...] = FILES) -> str | None:
     """None if the entry at `folder` is whole (every file present, of the size and sha256 its manifest
     records), else why not: NOT_BUILT if there is no such folder, "manifest.json missing",
     "poisoned.pt: checksum mismatch", ..."""
@@ -135,15 +167,15 @@ def check_entry(folder: str | os.PathLike) -> str | None:
     if not folder.is_dir():
         return NOT_BUILT
     try:
-        files = json.loads((folder / "manifest.json").read_text())["files"]
+        recorded = json.loads((folder / "manifest.json").read_text())["files"]
     except FileNotFoundError:
         return "manifest.json missing"
     except (OSError, ValueError, KeyError, TypeError):
         return "manifest.json unreadable"
-    if not isinstance(files, dict):
+    if not isinstance(recorded, dict):
         return "manifest.json unreadable"
-    for name in FILES:
-        if why := _check_file(folder / name, files.get(name)):
+    for name in files:
+        if why := _check_file(folder / name, recorded.get(name)):
             return f"{name}: {why}"
     return None
 
@@ -186,11 +218,11 @@ def _digest(path: Path, st: os.stat_result) -> str:
 
 
 # -- building and publishing -----------------------------------------------------------------------------
-def _train_into(scenario: Scenario, seed: int, data: DataSet, folder: Path, device: torch.device) -> dict:
-    """train_base into `folder`, then the manifest.json that vouches for each of its files; returns it as
+def _train_into(kind: Kind, folder: Path) -> dict:
+    """The kind's files into `folder`, then the manifest.json that vouches for each of them; returns it as
     read back from the file (its hash names the entry's mirror, which readers compute from the file too)."""
-    facts = train_base(scenario, seed, data, folder, device)
-    files = {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size} for name in FILES}
+    facts = kind.build(folder)
+    files = {name: {"sha256": _sha256(folder / name), "size": (folder / name).stat().st_size} for name in kind.files}
     (folder / "manifest.json").write_text(json.dumps({**facts, "files": files}, indent=1))
     return json.loads((folder / "manifest.json").read_text())
 
@@ -212,33 +244,32 @@ def _staging(where: Path, name: str):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def place_entry(tmp: Path, folder: Path) -> None:
+def place_entry(tmp: Path, folder: Path, files: tuple[str, ...] = FILES) -> None:
     """Rename the whole entry staged in `tmp` to `folder`, so readers see no entry or a whole one. Builders
     racing on one entry each stage their own: the first rename wins, a later one fails (the target is a
     folder that is not empty) and that builder uses the winner's entry, if it is whole."""
     try:
         os.rename(tmp, folder)
     except OSError:
-        if check_entry(folder) is not None:
+        if check_entry(folder, files) is not None:
             raise
 
 
-def _build(scenario: Scenario, seed: int, data: DataSet, folder: Path, device: torch.device) -> None:
+def _build(kind: Kind, folder: Path) -> None:
     """Train beside `folder`, then place the entry there (concurrent builders, see place_entry)."""
     with _staging(folder.parent, folder.name) as tmp:
-        _train_into(scenario, seed, data, tmp, device)
-        place_entry(tmp, folder)
+        _train_into(kind, tmp)
+        place_entry(tmp, folder, kind.files)
 
 
-def _build_remote(scenario: Scenario, seed: int, data: DataSet, entry: str, mirror: Path,
-                  device: torch.device) -> Path:
+def _build_remote(kind: Kind, entry: str, mirror: Path) -> Path:
     """Train in this node's mirror, publish to the store, then place the entry in the mirror under its
     manifest's hash (the folder a reader of that manifest would download it to)."""
     with _staging(mirror, mirror.name) as tmp:
-        manifest = _train_into(scenario, seed, data, tmp, device)
-        publish(tmp, entry)
+        manifest = _train_into(kind, tmp)
+        publish(tmp, entry, kind.files)
         folder = mirror / _manifest_id(manifest)
-        place_entry(tmp, folder)
+        place_entry(tmp, folder, kind.files)
         return folder
 
 
@@ -268,13 +299,13 @@ def read_manifest(entry: str) -> tuple[dict | None, str | None]:
     return manifest, None
 
 
-def remote_status(entry: str) -> str | None:
+def remote_status(entry: str, files: tuple[str, ...] = FILES) -> str | None:
     """None if the entry's manifest exists and names a blob of the right size for each of FILES, else why
     not (sizes are checked here without downloading; checksums when a node downloads)."""
     manifest, why = read_manifest(entry)
     if manifest is None:
         return why
-    for name in FILES:
+    for name in files:
         want = manifest["files"].get(name)
         if not isinstance(want, dict) or "sha256" not in want or "size" not in want:
             return f"{name}: no checksum in manifest.json"
@@ -286,10 +317,10 @@ def remote_status(entry: str) -> str | None:
     return None
 
 
-def publish(folder: Path, entry: str) -> None:
+def publish(folder: Path, entry: str, files: tuple[str, ...] = FILES) -> None:
     """Upload a whole local entry: each file under its sha256 first, its manifest.json last."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    for name in FILES:
+    for name in files:
         want = manifest["files"][name]
         blob = storage.join(entry, "blobs", want["sha256"])
         if storage.size(blob) != want["size"]:  # content-addressed: an equal blob is already there
@@ -312,17 +343,17 @@ def mirror_root(root: str) -> Path:
     return top / hashlib.sha256(storage.display(root).encode()).hexdigest()[:16]
 
 
-def fetch(entry: str, manifest: dict, folder: Path) -> str | None:
+def fetch(entry: str, manifest: dict, folder: Path, files: tuple[str, ...] = FILES) -> str | None:
     """Download the entry `manifest` names into the mirror folder `folder` (staged, then placed), checking
     every blob's sha256. None on success (or if this node has it already), else why the entry is broken."""
     if folder.is_dir():
         return None
     with _staging(folder.parent, folder.name) as tmp:
-        for name in FILES:
+        for name in files:
             if why := _download_blob(entry, manifest["files"][name], tmp / name):
                 return f"{name}: {why}"
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        place_entry(tmp, folder)  # another process on this node may have mirrored it first
+        place_entry(tmp, folder, files)  # another process on this node may have mirrored it first
     return None
 
 
@@ -398,6 +429,6 @@ class BuildSummary:
         return text
 
 
-__all__ = ["NOT_BUILT", "BuildSummary", "base_folder", "base_models", "check_entry", "entry_manifest",
+__all__ = ["NOT_BUILT", "BuildSummary", "base_folder", "base_models", "check_entry", "entry_manifest", "identified_retrain",
            "entry_status", "fetch", "is_cached", "place_entry", "publish", "read_manifest", "remote_status",
            "remove_stale_temps"]

@@ -71,6 +71,12 @@ class Experiment:
     max_concurrent: int | None = None  # Tune trials at once; None: what the cluster holds when the sweep starts
     search_seed: int = 0  # seed of every Optuna sampler of the sweep; 0 gives the studies of earlier sweeps
     fresh_rounds: tuple[int, ...] = ()  # cumulative fresh-seed counts at each look; () = one look at all of them
+    discovery: tuple[float, ...] = (1.0,)  # fractions of the poisons identified, descending (sweeper/discovery.py)
+
+    @property
+    def partial_discovery(self) -> bool:
+        """True when some level identifies fewer than every poison: runs then carry a `discovery` parameter."""
+        return self.discovery != (1.0,)
 
     @property
     def looks(self) -> tuple[int, ...]:
@@ -93,7 +99,8 @@ class Experiment:
                 "gpus_per_trial": self.gpus_per_trial, "max_failures": self.max_failures,
                 "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {}),
                 **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {}),
-                "search_seed": self.search_seed, **({"fresh_rounds": list(self.fresh_rounds)} if self.fresh_rounds else {})}
+                "search_seed": self.search_seed, **({"fresh_rounds": list(self.fresh_rounds)} if self.fresh_rounds else {}),
+                **({"discovery": list(self.discovery)} if self.partial_discovery else {})}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -370,7 +377,8 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      _methods_list(where, spec.methods, modality(spec.dataset.name)), tuple(sorted(spec.budgets)),
                      spec.trials, tuple(spec.seeds), _fresh(spec), spec.delta, profile, spaces_doc, spec.device,
                      spec.max_failures, spec.gpus_per_trial, plugin_paths, spec.storage, spec.max_concurrent,
-                     spec.search_seed, tuple(spec.fresh_rounds or ()))
+                     spec.search_seed, tuple(spec.fresh_rounds or ()),
+                     tuple(sorted((float(d) for d in spec.discovery or [1.0]), reverse=True)))
     _check_spaces(where, spaces_doc, exp.methods)
     sc = exp.scenario
     _check_data(f"{where}: model", models.get(sc.model), sc.model_params)  # a model's `check` (saved weights)

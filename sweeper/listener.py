@@ -21,8 +21,9 @@ class Listener:
     """Receives trial events from the Tune callback (in the driver) and writes them to MLflow."""
 
     def __init__(self, tracker: RunWriter, parent_id: str, attack: str, method: str, tags: dict, trials: int,
-                 progress: Progress):
+                 progress: Progress, label: str | None = None):
         self.tracker, self.parent_id, self.attack, self.method = tracker, parent_id, attack, method
+        self.label = label or attack  # progress lines name the cell: the attack, and its discovery level below 1
         self.tags, self.trials, self.progress = tags, trials, progress
         self.runs: dict[str, str] = {}
         self.hparams: dict[str, dict] = {}
@@ -106,7 +107,7 @@ class Listener:
         self.tracker.drop_checkpoints(self.runs[trial_id])
         self.retries[trial_id] = self.retries.get(trial_id, 0) + 1
         self.tracker.tag(self.runs[trial_id], {"retries": self.retries[trial_id], "retry_reason": error})
-        self.progress(f"[{self.attack}/{self.method}] trial {trial_id} failed ({error}); retrying it "
+        self.progress(f"[{self.label}/{self.method}] trial {trial_id} failed ({error}); retrying it "
                       f"(attempt {self.retries[trial_id] + 1})")
 
     def trial_finished(self, trial_id: str, status: str, error: str | None, hparams: dict) -> None:
@@ -126,7 +127,7 @@ class Listener:
 
     def _line(self, trial_id: str, status: str, error: str | None, rows: list[dict]) -> str:
         hp = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.hparams[trial_id].items())
-        head = f"[{self.attack}/{self.method}] {self.finished}/{self.trials} {hp}"
+        head = f"[{self.label}/{self.method}] {self.finished}/{self.trials} {hp}"
         secs = time.perf_counter() - self.started_at[trial_id]
         if status == "FAILED":
             return f"{head}: FAILED ({error}) after {secs:.1f}s"

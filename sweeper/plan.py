@@ -26,20 +26,24 @@ class Plan:
     exact: bool                  # every C_retrain came from a manifest
     slots: int
     seconds_per_unit: float | None  # from cached manifests' training times, when there are any
+    identified_to_train: int = 0  # retrain_identified models: one per (attack, seed, discovery level below 1)
 
     def lines(self) -> list[str]:
         exp = self.experiment
         out = [f"dry run of {exp.name} (profile {exp.profile}): attacks {', '.join(sc.attack for sc in exp.scenarios)}; "
                f"{len(exp.methods)} methods: {', '.join(exp.methods)}",
-               f"tuning: {self.tuning_trials} trials ({exp.trials} per attack and method) on seeds {list(exp.seeds)}; "
-               f"budgets {list(exp.budgets)}",
+               f"tuning: {self.tuning_trials} trials ({exp.trials} per attack and method"
+               + (f" at each of {len(exp.discovery)} discovery levels {list(exp.discovery)}" if exp.partial_discovery
+                  else "") + f") on seeds {list(exp.seeds)}; budgets {list(exp.budgets)}",
                f"fresh seeds {list(exp.fresh_seeds)}: at most {self.fresh_runs_max} runs"
                + (f" (looks at {list(exp.fresh_rounds)} seeds: later looks only for rows still undecided, with "
                   f"their base models; at most {self.fresh_runs_min} if the first look decides every row)"
                   if len(exp.looks) > 1 else ""),
                f"base models: {self.base_to_train} to train, {self.base_cached} cached"
                + (f" ({self.base_first_look} before tuning; the rest only for looks that run)"
-                  if self.base_first_look != self.base_to_train else ""),
+                  if self.base_first_look != self.base_to_train else "")
+               + (f"; up to {self.identified_to_train} retrain_identified models (one per attack, seed and discovery "
+                  "level below 1, trained when first measured unless cached)" if self.identified_to_train else ""),
                f"worst case (no early stopping): {'' if self.exact else '≤ '}{self.units_worst:,.0f} units = "
                f"{self.units_worst / max(self.retrain_units.values()):.1f} retrains; C_retrain "
                + ", ".join(f"{a} {u:,}" for a, u in self.retrain_units.items())]
@@ -78,10 +82,12 @@ def plan(exp: Experiment, workdir: str | os.PathLike = DEFAULT_WORKDIR, storage:
         if sc.attack not in retrain:
             exact = False
             retrain[sc.attack] = sc.recipe.retrain_units(len(sc.load_data().train))
-    n_budgets, fresh = len(exp.budgets), len(exp.fresh_seeds)
-    units = sum(c * exp.budgets[-1] * (len(exp.methods) * exp.trials * len(exp.seeds)
-                                       + len(exp.methods) * n_budgets * fresh) for c in retrain.values())
-    per_seed = len(exp.scenarios) * (len(exp.methods) * n_budgets + 2)
-    return Plan(exp, len(exp.scenarios) * len(exp.methods) * exp.trials, per_seed * fresh, todo, cached,
+    n_budgets, fresh, levels = len(exp.budgets), len(exp.fresh_seeds), len(exp.discovery)
+    partial = sum(d < 1 for d in exp.discovery)  # levels with a retrain_identified reference
+    units = sum(c * exp.budgets[-1] * levels * (len(exp.methods) * exp.trials * len(exp.seeds)
+                                                + len(exp.methods) * n_budgets * fresh) for c in retrain.values())
+    per_seed = len(exp.scenarios) * (levels * len(exp.methods) * n_budgets + 2 + partial)
+    return Plan(exp, len(exp.scenarios) * levels * len(exp.methods) * exp.trials, per_seed * fresh, todo, cached,
                 per_seed * (exp.looks[0] if exp.looks else 0), first, units, retrain, exact,
-                slots or (os.cpu_count() or 1), sum(rates) / len(rates) if rates else None)
+                slots or (os.cpu_count() or 1), sum(rates) / len(rates) if rates else None,
+                len(exp.scenarios) * len(seeds) * partial)

@@ -66,5 +66,7 @@ def experiment_params(exp: Experiment, attack: str) -> dict[str, str]:
                            ("recipe", sc.recipe.as_dict())):
         flat.update({f"{prefix}.{k}": v for k, v in params.items()})
     flat.update({k: v for k, v in exp.as_dict().items() if k not in ("scenarios", "spaces", "name", "plugins")})
+    if "discovery" in flat:  # the sweep's levels; `discovery` itself is each level's runs' own parameter
+        flat["discovery_levels"] = flat.pop("discovery")
     flat.update({f"plugin.{Path(p).stem}": p for p in exp.plugins})
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in flat.items()}

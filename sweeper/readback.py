@@ -167,6 +167,6 @@ def compare_sweeps(names: list[str], workdir: str | os.PathLike = DEFAULT_WORKDI
         logged = tracking.read_experiment(record)
         s = report.summarize(tracking.read_rows(record), logged.get("delta", config.DEFAULT_DELTA),
                              report.plan_of(logged) if logged else None)
-        s = s.set_index(["attack", "method", "budget"])[["removal", "removal_halfwidth", "acc_test", "status"]]
+        s = s.set_index(["attack", "discovery", "method", "budget"])[["removal", "removal_halfwidth", "acc_test", "status"]]
         frames.append(s.add_prefix(f"{name}:"))
     return pd.concat(frames, axis=1).reset_index()

@@ -16,6 +16,7 @@ import torch
 
 from . import attacks as _attacks  # noqa: F401  (registers attacks)
 from . import datasets as _datasets  # noqa: F401
+from . import discovery
 from . import models as _models  # noqa: F401
 from .attacks import Poisoning, Victim
 from .data import DataSet, Split
@@ -140,6 +141,26 @@ def train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, devic
     }
 
 
+IDENTIFIED_FILE = "retrain_identified.pt"  # what train_identified writes
+
+
+def train_identified(base: BaseModels, level: float, folder: Path, device: torch.device) -> dict:
+    """θ_retrain_identified of `base`'s (scenario, seed) at discovery `level`, written into `folder`: trained
+    from scratch exactly as θ_retrain is (same initialisation, recipe and seed) on the training set less the
+    poisons identified at `level` (discovery.split), so it saw every unidentified poison. At level 1 that
+    set is the clean retain set and the model is θ_retrain. Returns what the entry's manifest records."""
+    retain, forget = discovery.split(base.poisoning.train, base.poisoning.forget, base.seed, level)
+    recipe = base.scenario.recipe
+    start = time.perf_counter()
+    model = train_from_scratch(base.scenario.build_model(base.data, base.seed), retain.to(device), recipe, base.seed)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / IDENTIFIED_FILE)
+    return {"base": base.scenario.key(base.seed), "seed": base.seed, "discovery": level, "version": BASE_VERSION,
+            "n_train": len(retain), "n_identified": len(forget), "retrain_units": recipe.retrain_units(len(retain)),
+            "train_seconds": seconds, "torch": torch.__version__, "device": str(device)}
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -170,4 +191,5 @@ def read_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, manife
                       torch.load(folder / "retrain.pt", weights_only=True), manifest, folder)
 
 
-__all__ = ["Scenario", "BaseModels", "BASE_VERSION", "FILES", "read_base", "train_base", "Split"]
+__all__ = ["Scenario", "BaseModels", "BASE_VERSION", "FILES", "IDENTIFIED_FILE", "read_base", "train_base",
+           "train_identified", "Split"]

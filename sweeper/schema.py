@@ -178,6 +178,13 @@ class ExperimentFile(BaseModel):
         None, description="base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)")
     max_concurrent: Annotated[Annotated[Int, _within(POSITIVE)] | None, POSITIVE_INT] = Field(
         None, description="Tune trials at once (default: what the cluster holds when the sweep starts)")
+    discovery: Annotated[list[Annotated[Float, _within(Range(0, 1, low_open=True))]], Field(min_length=1),
+                         AfterValidator(_unique),
+                         _says("must be a non-empty list of fractions of the poisons identified",
+                               duplicate="{key} lists a value twice", item="{key}[{index}] must be a number, got {got}",
+                               item_range="discovery level {got} lies outside (0, 1]")] = Field(
+        None, description="fractions of the poisons the unlearner is told of, each its own sweep cell "
+                          "(sweeper/discovery.py; default [1.0]: every poison identified)")
     search_seed: Annotated[Seed, NON_NEGATIVE_INT] = Field(
         0, description="seed of every Optuna sampler of the sweep (0: the studies of every earlier sweep)")
 

@@ -20,12 +20,13 @@ from .attacks import Poisoning
 from .budget import Budget
 from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
-from .basecache import base_models
+from .basecache import base_models, identified_retrain
 from .scenario import BaseModels, Scenario
-from .training import autocast, full_precision
+from .training import autocast, full_precision, prepare
 from .workercache import remember
 
 Metrics = dict[str, float]
+IDENTIFIED = "retrain_identified"  # the reference of a discovery level (methods/retrain_identified.py)
 
 
 @dataclass
@@ -146,9 +147,16 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     retrain_units = base.retrain_units
 
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
+        level = {"discovery": cfg.discovery} if cfg.discovery != _discovery.FULL else {}  # rows of a level below 1 say so
         return {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
-                "cost/seconds": seconds, **evaluate(model, cfg.membership)}
+                "cost/seconds": seconds, **level, **evaluate(model, cfg.membership)}
 
+    if cfg.method == IDENTIFIED:  # its own cached model per level; its cost is its own retraining
+        state, manifest = identified_retrain(base, cfg.discovery, cfg.base_dir, device)
+        model = base.scenario.build_model(base.data, seed)
+        model.load_state_dict(state)
+        emit(row(prepare(model, device).eval(), 1.0, manifest["retrain_units"], manifest["train_seconds"]))
+        return
     if _methods.kind(method) == "reference":
         which = "poisoned" if cfg.method == "none" else "retrain"
         cost = method.COST

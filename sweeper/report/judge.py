@@ -31,10 +31,11 @@ class Judged:
                                # (contrast.margin: a projection, about even odds; inf: none would); else NaN
 
 
-def seed_table(attack: str, mine: pd.DataFrame, fresh: pd.DataFrame, order: list[int]) -> pd.DataFrame:
+def seed_table(attack: str, mine: pd.DataFrame, fresh: pd.DataFrame, order: list[int],
+               exact_retrain: bool = True) -> pd.DataFrame:
     """One line per fresh seed that has the row's run and both references: m_u, se_u, m_p, se_p, m_r, se_r
     and the test accuracies of the row's model and of retrain, in the order of `order` (the fresh seeds as
-    the experiment lists them: looks take them in that order)."""
+    the experiment lists them: looks take them in that order). `exact_retrain`: see stats.attack_worked."""
     cols = ["seed", "attack/effect", "attack/effect_se", "acc/test"]
     u = mine[cols].rename(columns={"attack/effect": "m_u", "attack/effect_se": "se_u", "acc/test": "acc_u"})
     refs = fresh[fresh.method.isin(["none", "retrain"])]
@@ -42,7 +43,7 @@ def seed_table(attack: str, mine: pd.DataFrame, fresh: pd.DataFrame, order: list
     r = refs[refs.method == "retrain"][cols].rename(columns={"attack/effect": "m_r", "attack/effect_se": "se_r",
                                                              "acc/test": "acc_r"})
     t = u.merge(p, on="seed").merge(r, on="seed")
-    exact = _exact_retrain_effect(attack)
+    exact = _exact_retrain_effect(attack) if exact_retrain else None
     if exact is not None:  # known exactly (Gaussian: 0); retrain's own run still gives its accuracy
         t["m_r"], t["se_r"] = exact, 0.0
     rank = {s: i for i, s in enumerate(order)}

@@ -26,10 +26,53 @@ def _plt():
     return plt
 
 
+def _levels(summary: pd.DataFrame) -> list[float]:
+    """The discovery levels of a summary, highest first (a summary written before discovery has one: 1)."""
+    return sorted(summary.discovery.dropna().unique(), reverse=True) if "discovery" in summary else [1.0]
+
+
+def _top_level(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the highest discovery level (every poison identified, in a sweep that has that level):
+    what the budget and Pareto plots draw; plot_discovery draws the levels."""
+    return summary[summary.discovery == _levels(summary)[0]] if "discovery" in summary else summary
+
+
+def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
+    """Per attack: each method's removal at its largest budget against the discovery level, against the gold
+    retrain (solid, with the verdict's interval) and against retrain_identified (dashed); retrain_identified's
+    own removal (against the gold) in black: how far retraining with what the unlearner knows gets."""
+    plt = _plt()
+    attacks_ = sorted(summary.attack.unique())
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        s = summary[summary.attack == attack]
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        searched = s[~s.method.isin(REFERENCES)]
+        top = searched[searched.budget == searched.budget.max()].sort_values("discovery")
+        for method, m in top.groupby("method"):
+            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
+            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
+            line = ax.errorbar(m.discovery, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
+            ax.plot(m.discovery, m.removal_identified, ls="--", lw=1, color=line[0].get_color())
+        ident = s[s.method == "retrain_identified"].sort_values("discovery")
+        x, y = list(ident.discovery), list(ident.removal)
+        if 1.0 in set(s.discovery):  # at level 1 retrain_identified is retrain: removal 1 by definition
+            x, y = x + [1.0], y + [1.0]
+        ax.plot(x, y, color="black", marker="s", ms=4, label="retrain_identified")
+        ax.axhline(1.0, color="black", ls=":", lw=1, label="retrain (gold)")
+        ax.set(title=f"{attack}: removal at budget {top.budget.max():g} (dashed: vs retrain_identified)",
+               xlabel="fraction of the poisons identified", ylabel="removal (0 = none, 1 = retrain)")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_removal(summary: pd.DataFrame, path: Path) -> None:
     """Per attack: each method's fresh-seed removal with the interval its verdict used, against budget;
     retrain and none as lines. An unbounded side is drawn to the edge of the plot."""
     plt = _plt()
+    summary = _top_level(summary)
     attacks_ = sorted(summary.attack.unique())
     fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks_):
@@ -52,6 +95,7 @@ def plot_removal(summary: pd.DataFrame, path: Path) -> None:
 def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
     """Per attack: removal against cost, coloured by test accuracy, with the non-dominated rows joined."""
     plt = _plt()
+    summary = _top_level(summary)
     attacks_ = sorted(summary.attack.unique())
     fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks_):
@@ -106,6 +150,9 @@ def table(summary: pd.DataFrame, delta: float | None = None) -> str:
     s["tau"] = s.removal_tau
     cols = ["attack", "method", "budget", REMOVAL, "removal_tuning", "acc_test", "gus_z",
             "cost_fraction", "n_trials", "n_fresh", "tau", "verdict", "status"]
+    if len(_levels(summary)) > 1:  # discovery levels: the level and the like-with-like verdict
+        cols[1:1] = ["discovery"]
+        cols += ["removal_identified", "verdict_identified"]
     with pd.option_context("display.width", 220, "display.max_rows", 1000):
         text = s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     undecided = open_text(summary, delta)
@@ -168,6 +215,11 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
             "verdict", "verdict_look", "verdict_test", "pareto", "status", "hparams"]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
+    partial = len(_levels(summary)) > 1
+    if partial:
+        cols[1:1] = ["discovery"]
+        cols += ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high", "verdict_identified",
+                 "status_identified", "gus_z_identified", "gus_z_unidentified"]
     n_fresh = int(summary.n_fresh.max()) if summary.n_fresh.notna().any() else 0
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
@@ -190,13 +242,26 @@ seeds. <code>verdict_look</code>: the look that decided it (its seeds are the on
 through the same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective:
 validation accuracy within {ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining;
 <code>tuning_cost_retrains</code> counts every unit the method's search spent.</p>
-<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
+{_discovery_section(folder) if partial else ""}<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
 <h2>Verdict per method</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}
 <h2>Summary</h2><p>One row per (attack, method, budget); every column, intervals included, is in
 <code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
 <h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
 </body></html>"""
+
+
+def _discovery_section(folder: Path) -> str:
+    return f"""<h2>Removal vs discovery</h2><p>Rows come per discovery level: the fraction of the poisons the
+unlearner was told of (the others stay in its retain set, believed clean). Below level 1 each row is judged twice:
+<code>removal</code> and <code>verdict</code> against the gold <code>retrain</code> (how much of the poison is gone), and
+<code>removal_identified</code> and <code>verdict_identified</code> against <code>retrain_identified</code>, retraining
+without only the identified poisons (as good as retraining with what was known? the comparison of like with like);
+<code>status_identified</code> says <i>identified_gap_small</i> where that reference is too close to the poisoned model
+to normalise by. For Gaussian poisoning <code>gus_z_identified</code> and <code>gus_z_unidentified</code> pool GUS over
+each part of the poisons: removal over all poisons is about d times the removal over the identified ones by
+construction, and only the split shows whether unlearning touched the others. The budget and Pareto plots show the
+highest level.</p>{_img(folder / "removal_vs_discovery.png")}"""
 
 
 def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, title: str = "sweeper report",
@@ -220,6 +285,9 @@ def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, t
     rows.to_csv(folder / "trials.csv", index=False)
     plot_removal(summary, folder / "removal_vs_budget.png")
     plot_pareto(summary, folder / "pareto.png")
+    (folder / "removal_vs_discovery.png").unlink(missing_ok=True)
+    if len(_levels(summary)) > 1:
+        plot_discovery(summary, folder / "removal_vs_discovery.png")
     (folder / "report.html").write_text(html_page(summary, eq, imp, folder, delta, title))
     if partial:
         (folder / "PARTIAL.txt").write_text(f"This sweep is incomplete: {partial}. Rows of methods it never reached "

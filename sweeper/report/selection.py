@@ -8,7 +8,8 @@ import json
 
 import pandas as pd
 
-REFERENCES = ("none", "retrain")
+REFERENCES = ("none", "retrain", "retrain_identified")  # measured, never searched
+IDENTIFIED = "retrain_identified"  # the reference of a discovery level below 1 (methods/retrain_identified.py)
 
 
 def _usable(rows: pd.DataFrame) -> pd.DataFrame:

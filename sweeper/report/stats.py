@@ -81,7 +81,7 @@ def resolution(summary: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
     interval's half-width as a t interval's (a projection, not a promise). Also how many searched rows are
     still open (undecided at the last look)."""
     out = []
-    searched = summary[~summary.method.isin(("none", "retrain"))]
+    searched = summary[~summary.method.isin(("none", "retrain", "retrain_identified"))]
     for attack, g in summary[summary.method == "retrain"].groupby("attack", sort=True):
         r = g.iloc[0]
         n = int(r.n_fresh) if pd.notna(r.n_fresh) else 0
@@ -108,21 +108,24 @@ def _seeds_needed(half: float, n: int, delta: float) -> float:
     return float(k)
 
 
-def pooled_z(rows: pd.DataFrame) -> float:
-    """GUS z-score of all poisons in `rows` together: the sum of their N(0, 1) scores over √N."""
-    if "gus/sum" not in rows or rows["gus/n_valid"].sum() == 0:
+def pooled_z(rows: pd.DataFrame, prefix: str = "") -> float:
+    """GUS z-score of all poisons in `rows` together: the sum of their N(0, 1) scores over √N. `prefix`:
+    of a subset of the poisons (`identified/`, `unidentified/`: the trial's discovery parts)."""
+    total, n = f"{prefix}gus/sum", f"{prefix}gus/n_valid"
+    if total not in rows or rows[n].sum() == 0:
         return math.nan
-    return float(rows["gus/sum"].sum() / math.sqrt(rows["gus/n_valid"].sum()))
+    return float(rows[total].sum() / math.sqrt(rows[n].sum()))
 
 
-def attack_worked(refs: pd.DataFrame, attack: str) -> bool | None:
+def attack_worked(refs: pd.DataFrame, attack: str, exact_retrain: bool = True) -> bool | None:
     """docs/architecture.md, Removal: m_poisoned − m_retrain above EFFECTIVE_SE standard errors, pooled
     over the seeds in `refs`; None when a reference it needs was not measured (its runs failed): then
-    nobody can say."""
+    nobody can say. `exact_retrain` False: the `retrain` rows' effect is measured even where the attack
+    knows retraining's exactly (the rows are another reference's: retrain_identified)."""
     none, retrain = refs[refs.method == "none"], refs[refs.method == "retrain"]
     if none.empty:
         return None
-    exact = _exact_retrain_effect(attack)
+    exact = _exact_retrain_effect(attack) if exact_retrain else None
     se2 = float((none["attack/effect_se"] ** 2).sum()) / len(none) ** 2
     if exact is None:
         if retrain.empty:

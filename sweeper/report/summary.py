@@ -1,6 +1,12 @@
-"""The summary: one row per (attack, method, budget) of what a sweep set out to measure, with its chosen
-configuration's fresh-seed removal, interval, verdict and status; plus the per-method equivalence answer,
-the Pareto front and hyperparameter importance (docs/architecture.md, Statistics and verdicts)."""
+"""The summary: one row per (attack, discovery level, method, budget) of what a sweep set out to measure, with
+its chosen configuration's fresh-seed removal, interval, verdict and status; plus the per-method equivalence
+answer, the Pareto front and hyperparameter importance (docs/architecture.md, Statistics and verdicts).
+
+Below discovery level 1 a row is judged twice: against the gold `retrain` (how much of the poison is gone:
+`removal`, `verdict`) and against `retrain_identified` (as good as retraining with what the unlearner was
+told: `removal_identified`, `verdict_identified`, the comparison of like with like), each gated by its own
+reference gap; Gaussian rows split GUS over identified and unidentified poisons (docs/architecture.md,
+Discovery)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +17,7 @@ import pandas as pd
 
 from ..metrics import DIVERGED
 from ..registry import methods
-from .selection import REFERENCES, _usable, best_per_budget, tuning_cost
+from .selection import IDENTIFIED, REFERENCES, _usable, best_per_budget, tuning_cost
 from .judge import judge, seed_table
 from .stats import POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
@@ -19,12 +25,16 @@ MIN_TRIALS_FOR_IMPORTANCE = 20
 MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
 SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "cost/fraction",
           "cost_seconds": "cost/seconds"}
-COLUMNS = (["attack", "method", "budget"]
+GOLD = ("none", "retrain")  # measured once per attack, shared by its discovery levels
+IDENTIFIED_COLUMNS = ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high",
+                      "verdict_identified", "status_identified", "gus_z_identified", "gus_z_unidentified"]
+COLUMNS = (["attack", "discovery", "method", "budget"]
            + [c for m in MEASURED for c in (m, f"{m}_ci_low", f"{m}_ci_high", f"{m}_halfwidth", f"{m}_tuning")]
            + ["gus_z", "gus_z_tuning", "mia_auc", "objective_tuning", "cost_units", "cost_fraction",
               "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
               "removal_pooled_ci_high", "removal_tau", "verdict_test", "equivalent_to_retrain", "verdict",
-              "verdict_look", "verdict_open", "verdict_seeds_needed", "pareto", "status", "trial_id", "hparams"])
+              "verdict_look", "verdict_open", "verdict_seeds_needed", "pareto", "status", "trial_id", "hparams"]
+           + IDENTIFIED_COLUMNS)
 
 
 def plan_of(experiment: dict) -> dict:
@@ -32,6 +42,7 @@ def plan_of(experiment: dict) -> dict:
     (attack, method, budget) gets a row, whatever happened to its runs."""
     fresh = [int(s) for s in experiment.get("fresh_seeds") or []]
     return {"attacks": [s["attack"] for s in experiment["scenarios"]], "methods": list(experiment["methods"]),
+            "discovery": [float(d) for d in experiment.get("discovery") or [1.0]],
             "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(fresh), "fresh_seeds": fresh,
             # sweeps written before fresh_rounds existed looked once, at every fresh seed
             "looks": [int(n) for n in experiment.get("fresh_rounds") or ([len(fresh)] if fresh else [])]}
@@ -42,6 +53,7 @@ def _plan_from_rows(rows: pd.DataFrame) -> dict:
     fresh = sorted(int(s) for s in rows[rows.phase == "fresh"].seed.dropna().unique())
     return {"attacks": sorted(rows.attack.dropna().unique()),
             "methods": sorted(rows[~rows.method.isin(REFERENCES)].method.dropna().unique()),
+            "discovery": sorted(rows.discovery.dropna().unique(), reverse=True),
             "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool(fresh), "fresh_seeds": fresh,
             "looks": [len(fresh)] if fresh else []}
 
@@ -83,32 +95,43 @@ def _with_defaults(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.copy()
     for col, default in (("attack", None), ("method", None), ("budget", math.nan), ("phase", "tune"),
                          ("seed", math.nan), ("source_trial", None), ("n_seeds", 1), ("run_status", "FINISHED"),
-                         ("trial_id", None), ("hparams", "{}"), ("objective", math.nan)):
+                         ("trial_id", None), ("hparams", "{}"), ("objective", math.nan), ("discovery", 1.0)):
         if col not in rows:
             rows[col] = default
+    rows["discovery"] = rows.discovery.fillna(1.0).astype(float)  # rows without a level: every poison identified
     return rows
 
 
 def summarize(rows: pd.DataFrame, delta: float = 0.1, plan: dict | None = None) -> pd.DataFrame:
-    """One row per (attack, method, budget) of `plan` (default: what the rows contain), references first.
-    Methods without usable runs still get their rows, with a status saying why."""
+    """One row per (attack, discovery level, method, budget) of `plan` (default: what the rows contain),
+    references first. Methods without usable runs still get their rows, with a status saying why."""
     rows = _with_defaults(rows)
     plan = {**_plan_from_rows(rows), **(plan or {})}
     if not plan.get("fresh_seeds"):  # a plan from before the looks: the seeds in the rows, one look
         plan.update(fresh_seeds=_plan_from_rows(rows)["fresh_seeds"], looks=_plan_from_rows(rows)["looks"])
+    levels = plan.get("discovery") or [1.0]
+    parts = [_level(rows[(rows.discovery == d) | rows.method.isin(GOLD)], delta, plan, float(d)) for d in levels]
+    return pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS)
+
+
+def _level(rows: pd.DataFrame, delta: float, plan: dict, level: float) -> pd.DataFrame:
+    """The summary of one discovery level (its rows, and the shared none and retrain)."""
     tune, fresh = _usable(rows[rows.phase == "tune"]), _usable(rows[rows.phase == "fresh"])
     best, spent = best_per_budget(tune), tuning_cost(tune)
     looks = Looks(plan["fresh_seeds"], plan["looks"][:plan.get("looks_done", len(plan["looks"]))], len(plan["looks"]))
     out = []
     for attack in plan["attacks"]:
         t_att = tune[tune.attack == attack]
-        ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"], looks)
-        out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in REFERENCES]
+        ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"], looks,
+                       level)
+        refs = REFERENCES if level < 1 else GOLD
+        out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in refs]
         out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
     summary = pd.DataFrame(out, columns=COLUMNS)
+    summary["discovery"] = level
     summary["verdict_open"] = summary.verdict_open.astype("boolean").fillna(False).astype(bool)
     summary["pareto"] = pareto_front(summary)
-    return summary.reindex(columns=COLUMNS)
+    return summary
 
 
 @dataclass(frozen=True)
@@ -133,10 +156,11 @@ class _Context:
     delta: float
     fresh_expected: bool
     looks: Looks
+    level: float = 1.0       # the discovery level
 
 
 def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.DataFrame, best: pd.DataFrame,
-             spent: dict, delta: float, fresh_expected: bool, looks: Looks) -> _Context:
+             spent: dict, delta: float, fresh_expected: bool, looks: Looks, level: float = 1.0) -> _Context:
     """Whether the attack worked: from the fresh references, else (no fresh phase yet) from the tuning ones.
     (Retraining's accuracy is compared per look, on the seeds of that look: report.judge.)"""
     refs = f_att[f_att.method.isin(REFERENCES)]
@@ -144,7 +168,7 @@ def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.Dat
     worked = attack_worked(refs if not refs.empty else t_refs, attack)
     mine = rows[rows.attack == attack]
     return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, delta,
-                    fresh_expected, looks)
+                    fresh_expected, looks, level)
 
 
 def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
@@ -162,6 +186,9 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
         row["status"] = "fresh_failed" if (ctx.failed.method == method).any() else "no_fresh"
     else:
         row["status"] = "ok" if ctx.worked else "attack_ineffective"
+    if method == IDENTIFIED:  # GUS over the poisons it was trained without and over those it saw
+        row.update({f"gus_z_{part}": pooled_z(ctx.fresh[ctx.fresh.method == method], prefix=f"{part}/")
+                    for part in ("identified", "unidentified")})
     if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
         _judge(row, ctx, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
     return row
@@ -189,7 +216,31 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     elif row["n_fresh"] > 0:
         _judge(row, ctx, mine, b)
     row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
+    if ctx.level < 1 and row["n_fresh"] > 0 and row["status"] not in ("attack_ineffective", "reference_failed"):
+        _judge_identified(row, ctx, mine)
     return row
+
+
+def _judge_identified(row: dict, ctx: _Context, mine: pd.DataFrame) -> None:
+    """Below level 1: the row judged against retrain_identified instead of retrain (its effect measured, never
+    taken as known: it saw the unidentified poisons), gated by its own reference gap; and GUS over the
+    identified and the unidentified poisons apart."""
+    for part in ("identified", "unidentified"):
+        row[f"gus_z_{part}"] = pooled_z(mine, prefix=f"{part}/")
+    fresh = ctx.fresh[ctx.fresh.method != "retrain"].replace({"method": {IDENTIFIED: "retrain"}})
+    worked = attack_worked(fresh[fresh.method.isin(GOLD)], ctx.attack, exact_retrain=False)
+    if not worked:
+        row["status_identified"] = "reference_failed" if worked is None else "identified_gap_small"
+        return
+    table = seed_table(ctx.attack, mine, fresh, ctx.looks.order, exact_retrain=False)
+    if table.empty:
+        row["status_identified"] = "no_fresh"
+        return
+    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta)
+    row.update(removal_identified=j.removal, removal_identified_ci_low=j.ci_low, removal_identified_ci_high=j.ci_high,
+               status_identified=row["status"])
+    if row["status"] == "ok":
+        row["verdict_identified"] = j.verdict if j.verdict else math.nan
 
 
 def _why_no_pick(ctx: _Context, method: str) -> str:
@@ -235,7 +286,8 @@ def pareto_front(summary: pd.DataFrame) -> list[bool]:
         if r.get("status") != "ok" or not math.isfinite(r.get("removal", math.nan)):
             flags.append(False)
             continue
-        peers = summary[(summary.attack == r.attack) & (summary.status == "ok")]
+        level = summary.discovery == r.discovery if "discovery" in summary else True
+        peers = summary[(summary.attack == r.attack) & level & (summary.status == "ok")]
         dominated = ((peers.cost_fraction <= r.cost_fraction) & (peers.removal >= r.removal)
                      & ((peers.cost_fraction < r.cost_fraction) | (peers.removal > r.removal))).any()
         flags.append(not dominated)
@@ -248,9 +300,9 @@ def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
     equivalent budget (empty when there is none)."""
     out = []
     searched = summary[~summary.method.isin(REFERENCES)]
-    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+    for (attack, level, method), g in searched.groupby(["attack", "discovery", "method"], sort=True):
         eq = g[g.verdict == "equivalent"]
-        out.append({"attack": attack, "method": method, "verdict": _in_words(g),
+        out.append({"attack": attack, "discovery": level, "method": method, "verdict": _in_words(g),
                     "smallest_equivalent_budget": f"{eq.budget.min():g}" if not eq.empty else "",
                     "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0]})
     return pd.DataFrame(out)
@@ -281,10 +333,12 @@ def importance(tune: pd.DataFrame, space_of) -> pd.DataFrame:
 
     out = []
     searched = _usable(tune[~tune.method.isin(REFERENCES)])
-    for (attack, method), g in searched.groupby(["attack", "method"], sort=True):
+    if "discovery" not in searched:
+        searched = searched.assign(discovery=1.0)
+    for (attack, level, method), g in searched.groupby(["attack", "discovery", "method"], sort=True):
         final = g.sort_values("budget").groupby("trial_id").tail(1)
         if len(final) < MIN_TRIALS_FOR_IMPORTANCE:
-            out.append({"attack": attack, "method": method, "parameter": "-",
+            out.append({"attack": attack, "discovery": level, "method": method, "parameter": "-",
                         "importance": f"too few trials ({len(final)} < {MIN_TRIALS_FOR_IMPORTANCE})"})
             continue
         trials = [(json.loads(h), v) for h, v in zip(final.hparams, final.objective)]
@@ -292,8 +346,8 @@ def importance(tune: pd.DataFrame, space_of) -> pd.DataFrame:
             scores = spaces.importances(space_of(method), trials)
         except Exception as e:  # a space edited since the sweep ran, a constant objective, ...
             scores = {"-": f"not computed ({type(e).__name__})"}
-        out += [{"attack": attack, "method": method, "parameter": k,
+        out += [{"attack": attack, "discovery": level, "method": method, "parameter": k,
                  "importance": round(v, 3) if isinstance(v, float) else v} for k, v in scores.items()]
-    return pd.DataFrame(out, columns=["attack", "method", "parameter", "importance"])
+    return pd.DataFrame(out, columns=["attack", "discovery", "method", "parameter", "importance"])
 
 

@@ -47,16 +47,19 @@ def runs(record: SweepRecord, level: str | None = None) -> pd.DataFrame:
 
 def logged_runs(record: SweepRecord, attack: str) -> pd.DataFrame:
     """The parents and children of `attack` as logged: run_id, status, level, method, trial_id, hparams,
-    whether an interruption closed it (--resume reads this)."""
+    whether an interruption closed it, its discovery level's tag ('' for runs without one) (--resume reads
+    this)."""
     found = runs(record)
     if found.empty or "tags.attack" not in found:
-        return pd.DataFrame(columns=["run_id", "status", "level", "method", "trial_id", "hparams", "interrupted"])
+        return pd.DataFrame(columns=["run_id", "status", "level", "method", "trial_id", "hparams", "interrupted",
+                                     "discovery"])
     found = found[found["tags.attack"] == attack]
     get = lambda col: found[col] if col in found else pd.Series("", index=found.index)  # noqa: E731
     return pd.DataFrame({"run_id": found["run_id"], "status": found["status"], "level": get("tags.level"),
                          "method": get("tags.method"), "trial_id": get("tags.trial_id").fillna(""),
                          "hparams": get("tags.hparams").fillna(""),
-                         "interrupted": get(f"tags.{INTERRUPTED_TAG}").fillna("") == "true"})
+                         "interrupted": get(f"tags.{INTERRUPTED_TAG}").fillna("") == "true",
+                         "discovery": get("tags.discovery").fillna("")})
 
 
 def child_rows(record: SweepRecord, run_id: str) -> list[dict]:

@@ -44,8 +44,8 @@ class RunWriter:
         return self.record.sweep
 
     # -- opening and closing -------------------------------------------------------------------------
-    def start_parent(self, attack: str, method: str, tags: dict, config: dict) -> str:
-        run = self.client.create_run(self.record.experiment_id, run_name=f"{attack}/{method}",
+    def start_parent(self, attack: str, method: str, tags: dict, config: dict, name: str | None = None) -> str:
+        run = self.client.create_run(self.record.experiment_id, run_name=name or f"{attack}/{method}",
                                      tags={**tags, "attack": attack, "method": method, "level": "parent"})
         self.open_runs.add(run.info.run_id)
         self.client.log_text(run.info.run_id, json.dumps(config, indent=1, default=str), EXPERIMENT_FILE)
@@ -56,6 +56,8 @@ class RunWriter:
                                      tags={**tags, "mlflow.parentRunId": parent_id, "level": "trial"})
         self.open_runs.add(run.info.run_id)
         self._pending[run.info.run_id] = ([], {})
+        if tags.get("discovery"):  # a level's runs: filterable by parameter, as their parents
+            params = {**params, "discovery": tags["discovery"]}
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run.info.run_id
 

@@ -145,7 +145,8 @@ class _Forward(tune.Callback):
         self._to(trial).trial_started(trial.trial_id, dict(trial.config["hparams"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        keep = {k: v for k, v in result.items() if "/" in k or k in ("budget", "removal", "objective", "over_budget")}
+        keep = {k: v for k, v in result.items()
+                if "/" in k or k in ("budget", "removal", "objective", "over_budget", "discovery")}
         self._to(trial).trial_result(trial.trial_id, keep)
 
     def on_trial_recover(self, iteration, trials, trial, **info):

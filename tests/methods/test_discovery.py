@@ -115,3 +115,61 @@ def test_gus_over_identified_and_unidentified_poisons_adds_up_to_the_whole(tiny_
             assert abs(row["identified/gus/z"]) < 3.5 and abs(row["unidentified/gus/z"]) < 3.5
         else:
             assert row["unidentified/gus/z"] < 0  # θ_poisoned memorised the poisons it was never told of too
+
+
+# -- retrain_identified: retraining without only the identified poisons --------------------------------------
+def test_retrain_identified_at_level_1_is_theta_retrain(tiny_scenario, base_dir, tmp_path):
+    """Trained as θ_retrain is (same initialisation, recipe, seed and data order) on the training set less
+    the identified poisons: at level 1 that set is the clean retain set, and the model is θ_retrain."""
+    from sweeper.basecache import identified_retrain
+
+    base = base_models(tiny_scenario, 0, base_dir)
+    state, manifest = identified_retrain(base, 1.0, tmp_path)
+    assert all(torch.equal(state[k], base.retrain[k]) for k in base.retrain)
+    assert manifest["retrain_units"] == base.retrain_units and manifest["n_identified"] == len(base.poisoning.forget)
+
+
+def test_retrain_identified_never_saw_an_identified_poison_and_saw_every_other_point(tiny_scenario, base_dir,
+                                                                                     tmp_path, monkeypatch):
+    from sweeper import scenario as scenario_module
+    from sweeper.basecache import identified_retrain
+
+    seen = {}
+    real = scenario_module.train_from_scratch
+    monkeypatch.setattr(scenario_module, "train_from_scratch",
+                        lambda model, split, recipe, seed: seen.update(split=split) or real(model, split, recipe, seed))
+    base = base_models(tiny_scenario, 0, base_dir)
+    p = base.poisoning
+    identified_retrain(base, 0.25, tmp_path)
+    told = set(p.forget[discovery.identified_positions(len(p.forget), 0, 0.25)].tolist())
+    rows = {tuple(x.flatten().tolist()) for x in seen["split"].x}
+    assert len(seen["split"]) == len(p.train) - len(told)
+    assert not any(tuple(p.train.x[i].flatten().tolist()) in rows for i in told)
+    assert all(tuple(p.train.x[i].flatten().tolist()) in rows for i in range(len(p.train)) if i not in told)
+
+
+def test_retrain_identified_is_cached_per_level_checked_and_rebuilt_when_broken(tiny_scenario, base_dir, tmp_path):
+    from sweeper import basecache
+
+    base = base_models(tiny_scenario, 0, base_dir)
+    names = {d: basecache.identified_name(tiny_scenario, 0, d) for d in (0.25, 0.5)}
+    assert names[0.25] != names[0.5] and all(len(n) == 16 and int(n, 16) >= 0 for n in names.values())
+    a, _ = basecache.identified_retrain(base, 0.25, tmp_path)
+    b, _ = basecache.identified_retrain(base, 0.5, tmp_path)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # other training sets, other models
+    entry = tmp_path / names[0.25]
+    assert basecache.check_entry(entry, ("retrain_identified.pt",)) is None
+    (entry / "retrain_identified.pt").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="broken"):
+        again, _ = basecache.identified_retrain(base, 0.25, tmp_path)
+    assert all(torch.equal(a[k], again[k]) for k in a)  # rebuilt: deterministic training gives it back
+
+
+def test_the_retrain_identified_trial_costs_its_own_retraining(tiny_scenario, base_dir):
+    (row,) = run_trial(config(tiny_scenario, base_dir, "retrain_identified", discovery=0.25))
+    base = base_models(tiny_scenario, 0, base_dir)
+    n_told = math.ceil(0.25 * len(base.poisoning.forget))
+    units = tiny_scenario.recipe.retrain_units(len(base.poisoning.train) - n_told)
+    assert row["cost/units"] == units and row["cost/fraction"] == pytest.approx(units / base.retrain_units)
+    assert row["cost/fraction"] > 1 and row["discovery"] == 0.25
+    assert row["unidentified/gus/z"] < row["identified/gus/z"]  # it trained on the noise it was not told of

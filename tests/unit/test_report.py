@@ -236,3 +236,48 @@ def test_every_name_of_the_report_is_reachable_from_the_package():
         assert getattr(report, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'summarise'"):
         report.summarise
+
+
+def level_rows(m_ri=0.2, m_u=0.24, level=0.5):
+    """A discovery level's rows beside rows()'s level 1: gd tuned and re-measured at `level` (effect m_u on
+    every fresh seed), and retrain_identified (effect m_ri; it saw the unidentified poisons). The gold
+    references (m_poisoned 0.3, m_retrain 0) are rows()'s, shared by both levels."""
+    out = [{**ref("retrain_identified", "tune", None, m_ri), "discovery": level}]
+    out += [{**ref("retrain_identified", "fresh", s, m_ri), "discovery": level} for s in (10, 11, 12)]
+    out += [{**trial("c", b, 0.3, 0.2), "discovery": level} for b in (0.02, 0.04)]
+    out += [{**trial(f"c-fresh{s}", b, 0.2, 0.2, "fresh", s, "c"), "discovery": level, "attack/effect": m_u,
+             "identified/gus/sum": -50.0, "identified/gus/n_valid": 25.0,
+             "unidentified/gus/sum": -60.0, "unidentified/gus/n_valid": 75.0} for s in (10, 11, 12) for b in (0.02, 0.04)]
+    return pd.DataFrame(out)
+
+
+def test_levels_are_summarised_apart_and_level_1_is_as_without_them():
+    alone = report.summarize(rows(), plan={"discovery": [1.0]})
+    both = report.summarize(pd.concat([rows(), level_rows()], ignore_index=True), plan={"discovery": [1.0, 0.5]})
+    top = both[both.discovery == 1.0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(top, alone, check_dtype=False)  # an all-empty column's dtype follows its neighbours
+    half = both[both.discovery == 0.5].set_index(["method", "budget"])
+    assert list(half.index.get_level_values(0).unique()) == ["none", "retrain", "retrain_identified", "gd"]
+    assert half.loc[("gd", 0.04), "trial_id"] == "c"  # the level's own tuning picked its own trial
+    assert half.loc[("none", 0.0), "removal"] == top.set_index("method").loc["none", "removal"]
+
+
+def test_below_level_1_a_row_is_judged_against_retrain_identified_too():
+    """m_p 0.3, m_retrain 0, m_retrain_identified 0.2, m_u 0.24 on every seed: removal against the gold is
+    1 − 0.24/0.3 = 0.2, against retrain_identified 1 − 0.04/0.1 = 0.6; GUS pooled over each part apart."""
+    s = report.summarize(pd.concat([rows(), level_rows()], ignore_index=True), plan={"discovery": [1.0, 0.5]})
+    gd = s[(s.discovery == 0.5) & (s.method == "gd") & (s.budget == 0.04)].iloc[0]
+    assert gd.removal == pytest.approx(0.2) and gd.removal_identified == pytest.approx(0.6)
+    assert gd.verdict == "worse" and gd.status_identified == "ok"
+    assert gd.gus_z_identified == pytest.approx(-150 / math.sqrt(75)) and gd.gus_z_unidentified == pytest.approx(-180 / math.sqrt(225))
+    assert s[(s.discovery == 1.0) & (s.method == "gd")].removal_identified.isna().all()  # level 1: one reference
+
+
+def test_a_retrain_identified_as_poisoned_as_none_gives_no_identified_removal():
+    """Told of few poisons, retraining without them keeps the attack (m_ri = m_p): the second normalisation
+    has no gap to divide by, and the row says so instead of printing a ratio of noise."""
+    s = report.summarize(pd.concat([rows(), level_rows(m_ri=0.3, m_u=0.3)], ignore_index=True),
+                         plan={"discovery": [1.0, 0.5]})
+    gd = s[(s.discovery == 0.5) & (s.method == "gd")]
+    assert (gd.status_identified == "identified_gap_small").all() and gd.removal_identified.isna().all()
+    assert gd.removal.notna().all()  # the gold normalisation still has its gap

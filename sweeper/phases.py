@@ -1,0 +1,346 @@
+"""The phases of one sweep cell, an (attack, discovery level): its parent runs, the references on the tuning
+seeds, one tuned study per method (a Tuner per cell) and the fresh-seed re-measurement, look by look. The
+levels of an attack share `none` and `retrain` (measured once, by the first level: they do not depend on
+what the unlearner is told). Ray and MLflow are reached through `Tuning` and `RunWriter` only."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+
+from . import provenance
+from . import storage as store
+from .config import Experiment
+from .listener import Listener, Progress
+from .report.selection import IDENTIFIED, REFERENCES, hparams_json, selections
+
+if TYPE_CHECKING:
+    from .basecache import BuildSummary
+    from .scenario import Scenario
+    from .tracking import RunWriter, SweepRecord
+
+
+class Tuning(Protocol):
+    """What the sweep asks of the Ray edge (the module `sweeper.tuning`, imported only when a sweep runs)."""
+
+    def build_bases(self, scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str,
+                    max_failures: int, plugin_specs: list[dict]) -> BuildSummary: ...
+
+    def run_trials(self, configs: list[dict], gpus_per_trial: float, max_failures: int,
+                   device: str) -> list[list[dict] | str]: ...
+
+    def can_resume(self, storage, attack: str) -> bool: ...
+
+    def resume_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
+                      listeners: dict[str, Listener]) -> set[str]: ...
+
+    def tune_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
+                    listeners: dict[str, Listener]) -> None: ...
+
+
+GOLD = ("none", "retrain")  # the references every discovery level of an attack shares
+
+
+@dataclass
+class Shared:
+    """What the discovery levels of one attack share: the parents and tables of none and retrain, and the
+    fresh seeds they were measured on (by whichever level's look first needed each seed)."""
+    parents: dict[str, str]
+    tables: dict[str, list[dict]]
+    fresh_done: set = field(default_factory=set)
+
+
+def _level_tag(exp: Experiment, level: float) -> str:
+    """The `discovery` tag of a level's runs: every level of a sweep with partial discovery carries one
+    (1 included), a sweep without carries none (its runs are as before discovery existed)."""
+    return f"{level:g}" if exp.partial_discovery else ""
+
+
+def _cell(attack: str, level: float) -> str:
+    """An (attack, level) cell's name for its Tuner, its records and its progress lines."""
+    return attack if level == 1.0 else f"{attack}@d{level:g}"
+
+
+def at_level(logged: pd.DataFrame | None, tag: str) -> pd.DataFrame | None:
+    return None if logged is None else logged[logged.discovery == tag]
+
+
+def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, root, tracker: RunWriter,
+               tuning: Tuning, tags: dict, progress: Progress, logged: pd.DataFrame | None,
+               shared: Shared) -> "Cell":
+    """The runs of one discovery level of an attack: its methods' parents (and retrain_identified's below
+    level 1) beside the attack's shared references."""
+    tag = _level_tag(exp, level)
+    level_tags = {**tags, "discovery": tag} if tag else tags
+    mine = ((IDENTIFIED,) if level < 1 else ()) + tuple(exp.methods)
+    level_logged = None if logged is None else logged[logged.discovery.isin({tag, ""})]
+    own = parents(tracker, scenario.attack, mine, level_tags, exp, at_level(logged, tag), _cell(scenario.attack, level))
+    cfg = {**base, "discovery": level} if level < 1 else base
+    return Cell(exp, scenario.attack, cfg, root, tracker, tuning, level_tags, {**shared.parents, **own},
+                {**shared.tables, **{m: [] for m in own}}, progress, logged=level_logged, scenario=scenario,
+                level=level, shared=shared)
+
+
+def parents(tracker: RunWriter, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None,
+             cell: str | None = None) -> dict[str, str]:
+    """A parent run per method: new, or (--resume) the interrupted sweep's, reopened. A new one carries
+    the experiment's settings as flat dotted params (`attack.eps`, `recipe.epochs`), for filtering, and
+    its discovery level (when the sweep has levels below 1) as a param too."""
+    out = {}
+    settings = provenance.experiment_params(exp, attack)
+    if tags.get("discovery"):
+        settings = {**settings, "discovery": tags["discovery"]}
+    for m in methods:
+        found = [] if logged is None else list(logged[(logged.level == "parent") & (logged.method == m)].run_id)
+        if found:
+            tracker.reopen(found[0])
+            out[m] = found[0]
+        else:
+            out[m] = tracker.start_parent(attack, m, tags, exp.as_dict(), name=f"{cell or attack}/{m}")
+            tracker.log_params(out[m], settings)
+    return out
+
+
+@dataclass
+class Cell:
+    """What the three phases of one cell, an (attack, discovery level), share (references, tuning, fresh seeds)."""
+    exp: Experiment
+    attack: str
+    base: dict                     # the trial config common to every method
+    root: Path | str               # the storage root: base/, ray/, models/ (the work directory unless --storage)
+    tracker: RunWriter
+    tuning: Tuning
+    tags: dict
+    parents: dict[str, str]        # method -> open parent run id
+    tables: dict[str, list[dict]]  # method -> every checkpoint row, for the parent's trials.csv
+    progress: Progress
+    listeners: dict[str, Listener] = field(default_factory=dict)  # while tuning runs
+    logged: pd.DataFrame | None = None  # --resume: this cell's runs (and the shared references') as logged
+    scenario: Scenario | None = None    # this attack's scenario (later looks build its fresh seeds' base models)
+    level: float = 1.0                  # the discovery level (sweeper/discovery.py)
+    shared: Shared | None = None       # what the attack's levels share (none, retrain)
+
+    @property
+    def cell(self) -> str:
+        return _cell(self.attack, self.level)
+
+    def rows(self, method: str) -> list[dict]:
+        """Everything measured for `method` so far, tuning trials still in flight included."""
+        live = self.listeners[method].table() if method in self.listeners else []
+        return self.tables[method] + live
+
+
+def tune(run: Cell) -> None:
+    exp = run.exp
+    tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
+    run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress,
+                                 label=run.cell) for m in exp.methods}
+    bases = {m: {**run.base, "method": m, "membership": False} for m in exp.methods}  # MIA: fresh runs measure it
+    storage = store.join(run.root, "ray", run.tracker.sweep)
+    restored = _restore_tuned(run)
+    total = exp.trials * len(exp.methods)
+    if restored == total:
+        run.progress(f"[{run.cell}] tuning: all {total} trials were logged before; not redone")
+        known = None
+    elif run.logged is not None and run.tuning.can_resume(storage, run.cell):
+        run.progress(f"[{run.cell}] tuning: resuming Ray Tune's records ({restored} of {total} trials logged)")
+        known = run.tuning.resume_attack(exp, run.cell, bases, storage, run.listeners)
+    else:
+        known = set()  # a new Tuner: nothing logged before belongs to it
+        run.tuning.tune_attack(exp, run.cell, bases, storage, run.listeners)
+    for listener in run.listeners.values():
+        for run_id in listener.drop_unknown(known):
+            run.tracker.discard(run_id)
+    finished = sum(listener.finished for listener in run.listeners.values())
+    if finished < total:  # Tune returned without running every trial: it was stopped
+        raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {total} trials")
+    for m, listener in run.listeners.items():
+        run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
+    run.listeners = {}
+
+
+def _restore_tuned(run: Cell) -> int:
+    """--resume: hand each method's listener the Tune trials the interrupted sweep logged; returns how
+    many of them had finished (an interruption's runs are reopened when Tune restarts them)."""
+    if run.logged is None:
+        return 0
+    done = 0
+    children = run.logged[(run.logged.level == "trial") & run.logged.method.isin(run.exp.methods)]
+    for r in children.itertuples():
+        if r.status == "RUNNING" or not r.hparams:
+            continue
+        finished = not r.interrupted
+        rows = _child_rows(run.tracker.record, r.run_id) if finished else None
+        if finished and not rows:  # closed, but its table never got written: redo it
+            finished, rows = False, None
+        run.listeners[r.method].restore(r.trial_id, r.run_id, json.loads(r.hparams), r.status, rows)
+        done += finished
+    return done
+
+
+def _models_dir(run: Cell, method: str, source: str) -> Path | str:
+    return store.join(run.root, "models", run.tracker.sweep, run.cell, method, source)
+
+
+def _reuse(run: Cell, method: str, name: str) -> bool:
+    """--resume: True if the plain run `name` finished before the interruption (its rows join the
+    tables); one the interruption cut short is deleted, to be run again under a new run."""
+    if run.logged is None:
+        return False
+    mine = run.logged[(run.logged.level == "trial") & (run.logged.trial_id == name)
+                      & (run.logged.method == method)]
+    for r in mine.itertuples():
+        rows = [] if r.interrupted else _child_rows(run.tracker.record, r.run_id)
+        if rows:
+            run.tables[method] += rows
+            return True
+        run.tracker.discard(r.run_id)
+    return False
+
+
+def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, result, extra: dict) -> None:
+    """One plain (non-Tune) trial as a child run of `method`'s parent; its rows go to the parent's table
+    and, whole, to the child's own table (which --resume reads back)."""
+    child = run.tracker.start_child(run.parents[method], name, hparams,
+                                    {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name})
+    head = {"attack": run.attack, "method": method, "trial_id": name, **extra, "hparams": hparams_json(hparams)}
+    if isinstance(result, str):
+        rows = [{**head, "run_status": "FAILED", "error": result}]
+        run.tracker.end_child(child, "FAILED", rows, {"error": result})
+        run.tables[method] += rows
+        return
+    for r in result:
+        run.tracker.log_checkpoint(child, r)
+    rows = [{**head, "run_status": "FINISHED", **r} for r in result]
+    run.tracker.end_child(child, "FINISHED", rows)
+    run.tables[method] += rows
+
+
+def _config(run: Cell, method: str) -> dict:
+    """A plain trial's config; none and retrain are measured without a discovery level (level 1: their
+    rows are shared by every level of the attack)."""
+    cfg = {**run.base, "method": method}
+    if method in GOLD:
+        cfg.pop("discovery", None)
+    return cfg
+
+
+def references(run: Cell) -> None:
+    """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models, once per
+    attack (by its first discovery level); below level 1 also `retrain_identified` (built on first use)."""
+    seeds = run.exp.seeds
+    mine = (GOLD if run.level == run.exp.discovery[0] else ()) + ((IDENTIFIED,) if run.level < 1 else ())
+    todo = [m for m in mine if not _reuse(run, m, m)]
+    results = run.tuning.run_trials([_config(run, m) for m in todo], run.exp.gpus_per_trial,
+                                    run.exp.max_failures, run.exp.device) if todo else []
+    for method, result in zip(todo, results):
+        _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
+                   {"phase": "tune", "n_seeds": len(seeds)})
+        if isinstance(result, str):
+            run.progress(f"[{run.cell}/{method}] FAILED ({result}): removal cannot be computed without it")
+        else:
+            z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
+            run.progress(f"[{run.cell}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning "
+                         f"seeds, acc/val {result[0]['acc/val']:.3f}")
+
+
+def fresh(run: Cell) -> None:
+    """Re-measure each chosen configuration (and the references) on seeds the selection never saw, look by
+    look (`Experiment.looks`): after each look only the configurations with a row still undecided get the
+    next look's seeds (docs/architecture.md, Statistics and verdicts). One look: every fresh seed at once."""
+    exp = run.exp
+    if not exp.fresh_seeds:
+        return
+    tune_rows = pd.DataFrame([r for m in exp.methods for r in run.tables[m]])
+    chosen = selections(tune_rows) if not tune_rows.empty else []
+    done = 0
+    for k, n in enumerate(exp.looks):
+        seeds = list(exp.fresh_seeds[done:n])
+        if k > 0:
+            chosen = _still_open(run, chosen, k)
+            if not chosen:
+                run.progress(f"[{run.cell}] every row decided after {done} fresh seeds; no more seeds needed")
+                return
+            built = run.tuning.build_bases([run.scenario], seeds, run.base["base_dir"], exp.device, exp.max_failures,
+                                           run.base["plugins"])
+            run.progress(f"[{run.cell}] look {k + 1}/{len(exp.looks)}: base models of seeds {seeds}: {built}")
+        _fresh_look(run, chosen, seeds)
+        done = n
+
+
+def _still_open(run: Cell, chosen: list[dict], looks_done: int) -> list[dict]:
+    """The chosen configurations restricted to their budgets whose verdict is still open after the first
+    `looks_done` looks, judged exactly as the report judges them (the report module, loaded only here)."""
+    from .report import summary as summaries
+
+    rows = pd.DataFrame([r for table in run.tables.values() for r in table])
+    plan = {**summaries.plan_of(run.exp.as_dict()), "attacks": [run.attack], "discovery": [run.level]}
+    judged = summaries.summarize(rows, run.exp.delta, {**plan, "looks_done": looks_done})
+    still = {(r.method, float(r.budget)) for r in judged.itertuples() if r.verdict_open}
+    out = [{**c, "budgets": [b for b in c["budgets"] if (c["method"], float(b)) in still]} for c in chosen]
+    out = [c for c in out if c["budgets"]]
+    decided = judged[~judged.method.isin(REFERENCES) & judged.verdict_look.notna()]
+    counts = ", ".join(f"{n} {v}" for v, n in decided.verdict.value_counts().sort_index().items()) or "none"
+    run.progress(f"[{run.cell}] after look {looks_done}: decided {len(decided)} rows ({counts}), open {len(still)}"
+                 f" in {len(out)} configurations")
+    return out
+
+
+def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
+    """One look: the references and the chosen configurations on `seeds`."""
+    exp, base = run.exp, run.base
+    gold = [s for s in seeds if s not in run.shared.fresh_done]  # another level may have measured them
+    jobs = [({**_config(run, m), "seeds": [s]}, m, m, {}, s) for m in GOLD for s in gold]
+    jobs += [({**base, "method": IDENTIFIED, "seeds": [s]}, IDENTIFIED, IDENTIFIED, {}, s) for s in seeds if run.level < 1]
+    jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
+              c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in seeds]
+    jobs = [j for j in jobs if not _reuse(run, j[1], f"{j[2]}-fresh{j[4]}")]
+    for cfg, method, source, _, seed in jobs:  # the chosen unlearned models on the first fresh seed
+        if method not in REFERENCES and seed == exp.fresh_seeds[0]:
+            cfg["save_models"] = str(_models_dir(run, method, source))
+    t0 = time.perf_counter()
+    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
+                                    run.exp.device) if jobs else []
+    for (cfg, method, source, hparams, seed), result in zip(jobs, results):
+        tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
+                "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
+        extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
+        _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra)
+        if "save_models" in cfg and not isinstance(result, str):
+            _log_models(run, method, cfg["save_models"])
+        if isinstance(result, str):
+            run.progress(f"[{run.cell}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
+    run.shared.fresh_done.update(gold)
+    run.progress(f"[{run.cell}] fresh seeds {seeds}: {len(chosen)} chosen configurations + "
+                 f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
+
+
+def _log_models(run: Cell, method: str, folder: str) -> None:
+    """The chosen models a fresh run saved (on whichever node ran it) as artifacts of the method's parent."""
+    if not store.is_remote(folder):
+        for path in sorted(Path(folder).glob("budget-*.safetensors")):
+            run.tracker.log_file(run.parents[method], path, "models")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(store.download_dir(folder, Path(tmp))):
+            if path.name.startswith("budget-") and path.suffix == ".safetensors":
+                run.tracker.log_file(run.parents[method], path, "models")
+
+
+
+
+def logged_runs(record: SweepRecord, attack: str) -> pd.DataFrame:
+    from . import tracking
+
+    return tracking.logged_runs(record, attack)
+
+
+def _child_rows(record: SweepRecord, run_id: str) -> list[dict]:
+    from . import tracking
+
+    return tracking.child_rows(record, run_id)
