@@ -30,7 +30,8 @@ TINY = Scenario(model_params={"width": 8}, attack_params={"fraction": 0.2, "eps"
 # Only the order changes; a file missing from the list runs after these, in collection order.
 LONGEST_FIRST = ["integration/test_interruptions.py", "deploy/test_object_storage.py", "scenarios/test_llm_gaussian.py",
                  "scenarios/test_llm.py", "integration/test_sweep_e2e.py", "integration/test_resume.py",
-                 "deploy/test_cluster.py", "integration/test_adaptive_fresh.py", "scenarios/test_cifar.py",
+                 "deploy/test_cluster.py", "integration/test_discovery_e2e.py", "integration/test_adaptive_fresh.py",
+                 "scenarios/test_cifar.py",
                  "deploy/test_mlflow_server.py", "integration/test_quickstart_all_methods.py"]
 
 
