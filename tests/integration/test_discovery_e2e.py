@@ -21,7 +21,7 @@ def swept(tmp_path_factory, ray_session):
 def test_every_cell_has_its_rows_and_only_partial_levels_have_retrain_identified(swept):
     exp, result = swept
     s = result.summary
-    assert exp.discovery == (1.0, 0.25) and len(exp.scenarios) == 2
+    assert exp.discovery == (1.0, 0.5) and [sc.attack for sc in exp.scenarios] == ["gaussian"]
     for sc in exp.scenarios:
         for level in exp.discovery:
             cell = s[(s.attack == sc.attack) & (s.discovery == level)]
@@ -41,11 +41,19 @@ def test_rows_below_level_1_are_judged_against_retrain_identified_or_say_why_not
     _, result = swept
     s = result.summary
     below = s[(s.discovery < 1) & ~s.method.isin(["none", "retrain", "retrain_identified"])]
-    assert below.status_identified.notna().all()
-    judged = below[below.status_identified != "identified_gap_small"]
-    assert judged.removal_identified.notna().all()
-    gauss = below[below.attack == "gaussian"]
-    assert gauss.gus_z_identified.notna().all() and gauss.gus_z_unidentified.notna().all()
+    # The second normalisation's gate, recomputed from the fresh reference runs: θ_poisoned's effect minus
+    # retrain_identified's above 3 standard errors of that difference, else the row says identified_gap_small
+    # (on 3 seeds x 60 poisons, with half of the noise still in retrain_identified's data, either may happen)
+    trials = pd.read_csv(result.report_dir / "trials.csv")
+    fresh = trials[trials.phase == "fresh"]
+    p, ri = fresh[fresh.method == "none"], fresh[(fresh.method == "retrain_identified") & (fresh.discovery == 0.5)]
+    gap = p["attack/effect"].mean() - ri["attack/effect"].mean()
+    se = ((p["attack/effect_se"] ** 2).sum() / len(p) ** 2 + (ri["attack/effect_se"] ** 2).sum() / len(ri) ** 2) ** 0.5
+    small = not gap > 3 * se
+    print(f"m_poisoned - m_retrain_identified = {gap:.3f}, 3 SE = {3 * se:.3f}")
+    assert (below.status_identified == ("identified_gap_small" if small else "ok")).all()
+    assert below.removal_identified.isna().all() if small else below.removal_identified.notna().all()
+    assert below.gus_z_identified.notna().all() and below.gus_z_unidentified.notna().all()
     assert s[s.discovery == 1].removal_identified.isna().all() and s[s.discovery == 1].status_identified.isna().all()
     ident = s[(s.method == "retrain_identified") & (s.attack == "gaussian")].iloc[0]
     assert ident.gus_z_unidentified < ident.gus_z_identified  # it trained on the noise it was not told of
@@ -64,7 +72,7 @@ def test_mlflow_has_a_parent_per_attack_method_and_level_with_discovery_a_parame
                      for m in (*exp.methods, *(["retrain_identified"] if d < 1 else []))])
     assert keys == want
     children = [r for r in runs if r.data.tags.get("level") == "trial" and r.data.tags["method"] in exp.methods]
-    assert {r.data.params["discovery"] for r in children} == {"1", "0.25"}
+    assert {r.data.params["discovery"] for r in children} == {"1", "0.5"}
     assert all(r.data.params["discovery"] == r.data.tags["discovery"] for r in children)
     assert all(r.info.status == "FINISHED" for r in runs if r.data.tags.get("level") == "parent")
 

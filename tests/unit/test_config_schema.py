@@ -67,6 +67,12 @@ def refused(tmp_path, extra: str) -> str:
     ("fresh_rounds: [4, 3]\nfresh_seeds: [1, 2, 3, 4]", "fresh_rounds [4, 3] must increase"),
     ("fresh_rounds: [2, 4]\nfresh_seeds: [1, 2, 3, 4]", "fresh_rounds starts at 2: a verdict needs at least 3"),
     ("search_seed: -1", "search_seed must be a non-negative integer, got -1"),
+    ("discovery: [0]", "discovery level 0 lies outside (0, 1]"),
+    ("discovery: [0.5, 1.5]", "discovery level 1.5 lies outside (0, 1]"),
+    ("discovery: []", "discovery must be a non-empty list of fractions of the poisons identified, got []"),
+    ("discovery: [0.5, 0.5]", "discovery lists a value twice"),
+    ("discovery: [true]", "discovery[0] must be a number, got true"),
+    ("discovery: 0.5", "discovery must be a non-empty list of fractions of the poisons identified, got 0.5"),
     ("search_seed: true", "search_seed must be a non-negative integer, got true"),
     ("dataset: 5", "dataset must be a name or a mapping with 'name', got 5"),
     ("dataset: nope", "dataset: unknown dataset 'nope'; known: "),  # registry errors name the file too
@@ -115,6 +121,16 @@ def yaml_doc() -> dict:
     doc = yaml.safe_load(FILE)
     del doc["fresh_seeds"]
     return doc
+
+
+def test_discovery_defaults_to_every_poison_and_then_leaves_the_dict_as_before(tmp_path):
+    """Default [1.0]: no `discovery` key in as_dict (what MLflow records and --resume compares), so a sweep
+    without levels is the sweep it was; levels are kept highest first (the order the cells run in)."""
+    exp = load(tmp_path)
+    assert exp.discovery == (1.0,) and not exp.partial_discovery and "discovery" not in exp.as_dict()
+    levels = load(tmp_path, "discovery: [0.1, 1, 0.5]")
+    assert levels.discovery == (1.0, 0.5, 0.1) and levels.as_dict()["discovery"] == [1.0, 0.5, 0.1]
+    assert config.load("discovery", "tiny").discovery == (1.0, 0.5)
 
 
 def test_as_dict_is_the_old_dict_plus_search_seed():

@@ -34,3 +34,18 @@ def test_an_adaptive_dry_run_gives_the_range_the_looks_allow(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "at most 48 runs" in out and "at most 36 if the first look decides every row" in out
     assert "base models: 10 to train, 0 cached (8 before tuning; the rest only for looks that run)" in out
+
+
+def test_a_dry_run_counts_every_discovery_level(tmp_path, capsys):
+    """discovery [0.5, 1.0]: every study and every chosen configuration twice, the shared none and retrain
+    once per fresh seed and attack, one retrain_identified run per fresh seed, attack and partial level (and
+    at most one model to train per attack, seed and partial level)."""
+    path = tmp_path / "levels.yaml"
+    path.write_text(yaml.safe_dump({**EXP, "discovery": [0.5, 1.0]}))
+    planned = plan.plan(config.load(str(path)), tmp_path / "wd")
+    assert planned.tuning_trials == 2 * 8
+    assert planned.fresh_runs_max == 2 * 2 * (2 * 2 * 2 + 2 + 1)  # seeds x attacks x (levels x methods x budgets + refs)
+    assert planned.identified_to_train == 2 * 3  # attacks x (tuning + fresh seeds) x one partial level
+    assert cli.main(["run", str(path), "--workdir", str(tmp_path / "wd"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "at each of 2 discovery levels [1.0, 0.5]" in out and "up to 6 retrain_identified models" in out
