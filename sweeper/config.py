@@ -42,6 +42,7 @@ from . import models as _models  # noqa: F401
 from . import schema, spaces, yamlio
 from .errors import SweeperError
 from .params import Range, check, numeric_keywords, ranges
+from .relapse import Relapse
 from .registry import attacks, datasets, methods, models
 from .scenario import Scenario
 from .schema import (BASE_PROFILE, DEFAULT_DELTA, GPUS_PER_TRIAL, GPUS_PER_TRIAL_RANGE, MAX_FAILURES,  # noqa: F401
@@ -72,6 +73,7 @@ class Experiment:
     search_seed: int = 0  # seed of every Optuna sampler of the sweep; 0 gives the studies of earlier sweeps
     fresh_rounds: tuple[int, ...] = ()  # cumulative fresh-seed counts at each look; () = one look at all of them
     discovery: tuple[float, ...] = (1.0,)  # fractions of the poisons identified, descending (sweeper/discovery.py)
+    relapse: Relapse | None = None  # benign fine-tuning after unlearning, measured on fresh runs (sweeper/relapse.py)
 
     @property
     def partial_discovery(self) -> bool:
@@ -100,7 +102,8 @@ class Experiment:
                 "plugins": list(self.plugins), **({"storage": self.storage} if self.storage else {}),
                 **({"max_concurrent": self.max_concurrent} if self.max_concurrent else {}),
                 "search_seed": self.search_seed, **({"fresh_rounds": list(self.fresh_rounds)} if self.fresh_rounds else {}),
-                **({"discovery": list(self.discovery)} if self.partial_discovery else {})}
+                **({"discovery": list(self.discovery)} if self.partial_discovery else {}),
+                **({"relapse": self.relapse.as_dict()} if self.relapse else {})}
 
 
 def search_space(method: str, overrides: dict | None = None, where: str = "experiment") -> spaces.SearchSpace:
@@ -378,7 +381,8 @@ def parse(doc, where: str, profile: str | None = None, *, data_root: str | os.Pa
                      spec.trials, tuple(spec.seeds), _fresh(spec), spec.delta, profile, spaces_doc, spec.device,
                      spec.max_failures, spec.gpus_per_trial, plugin_paths, spec.storage, spec.max_concurrent,
                      spec.search_seed, tuple(spec.fresh_rounds or ()),
-                     tuple(sorted((float(d) for d in spec.discovery or [1.0]), reverse=True)))
+                     tuple(sorted((float(d) for d in spec.discovery or [1.0]), reverse=True)),
+                     Relapse(tuple(sorted(spec.relapse.lengths)), spec.relapse.lr) if spec.relapse else None)
     _check_spaces(where, spaces_doc, exp.methods)
     sc = exp.scenario
     _check_data(f"{where}: model", models.get(sc.model), sc.model_params)  # a model's `check` (saved weights)

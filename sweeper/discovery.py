@@ -9,8 +9,9 @@ believes them clean. At d = 1 every poison is identified and nothing differs fro
 
 Built so far: the subsets and the split a method receives (`split`), per-level keys for what a method caches
 from its forget set (`shared_folder`), and GUS over identified and unidentified poisons separately
-(`context_subset`, used by the trial's evaluator). Not yet built: discovery as a sweep axis (studies,
-parents and report rows per level) and the `retrain_identified` reference.
+(`context_subset`, used by the trial's evaluator). The sweep axis (a cell per attack and level) is
+sweeper/phases.py's; the `retrain_identified` reference is scenario.train_identified, cached by
+basecache.identified_retrain; the two normalisations are report/summary.py's.
 """
 from __future__ import annotations
 

@@ -303,6 +303,8 @@ def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
     for cfg, method, source, _, seed in jobs:  # the chosen unlearned models on the first fresh seed
         if method not in REFERENCES and seed == exp.fresh_seeds[0]:
             cfg["save_models"] = str(_models_dir(run, method, source))
+        if exp.relapse is not None and method != IDENTIFIED:  # relapse: the chosen models and both gold controls
+            cfg["relapse"] = exp.relapse.as_dict()
     t0 = time.perf_counter()
     results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
                                     run.exp.device) if jobs else []

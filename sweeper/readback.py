@@ -74,9 +74,10 @@ def rebuild_report(workdir: str | os.PathLike, sweep: str | None = None, trackin
 
 
 def load_model(sweep: str, attack: str, method: str, budget: float, workdir: str | os.PathLike = DEFAULT_WORKDIR,
-               tracking_uri: str | None = None):
-    """The unlearned model the sweep chose for (attack, method, budget), as re-run on its first fresh seed
-    and logged to the method's parent run (`models/budget-B.safetensors`), in eval mode on the CPU:
+               tracking_uri: str | None = None, discovery: float = 1.0):
+    """The unlearned model the sweep chose for (attack, method, budget) at discovery level `discovery`, as
+    re-run on its first fresh seed and logged to the method's parent run (`models/budget-B.safetensors`), in
+    eval mode on the CPU:
 
         model = sweeper.load_model("quickstart", "gaussian", "gd", 0.1)
 
@@ -93,9 +94,15 @@ def load_model(sweep: str, attack: str, method: str, budget: float, workdir: str
     logged = tracking.read_experiment(record)
     parents = tracking.runs(record, "parent")
     mine = parents[(parents.get("tags.attack") == attack) & (parents.get("tags.method") == method)]
+    levels = mine["tags.discovery"].fillna("") if "tags.discovery" in mine else pd.Series("", index=mine.index)
+    if (levels != "").any():  # a sweep with discovery levels: a parent per level
+        mine = mine[levels == f"{discovery:g}"]
+    elif discovery != 1.0:
+        mine = mine.iloc[:0]
     scenarios = [sc for sc in logged.get("scenarios", []) if sc.get("attack") == attack]
     if mine.empty or not scenarios:
-        raise SweeperError(f"sweep {sweep!r} has no method {method!r} against attack {attack!r}")
+        at = f" at discovery level {discovery:g}" if discovery != 1.0 else ""
+        raise SweeperError(f"sweep {sweep!r} has no method {method!r} against attack {attack!r}{at}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = record.client.download_artifacts(mine.run_id.iloc[0], f"models/{model_file(budget)}", tmp)

@@ -117,6 +117,19 @@ SEEDS = _says("must be a non-empty list of non-negative integers", duplicate="{k
               item="{key}[{index}] must be a non-negative integer, got {got}")
 
 
+class RelapseSpec(BaseModel):
+    """`relapse:`: benign fine-tuning of a copy of each fresh run's model at its selected budgets, then the
+    poison's effect measured again (sweeper/relapse.py)."""
+    model_config = STRICT
+    lengths: Annotated[list[Annotated[Float, _within(Range(0, 1, low_open=True))]], Field(min_length=1),
+                       AfterValidator(_unique),
+                       _says("must be a non-empty list of fractions of retraining cost", duplicate="{key} lists a value twice",
+                             item="relapse length {got} must be a number", item_range="relapse length {got} lies outside (0, 1]")
+                       ] = Field(description="fine-tuning lengths, fractions of the gold C_retrain")
+    lr: Annotated[Annotated[Float, _within(POSITIVE)] | None, _says("must be a positive number (or null: the recipe's)")
+                  ] = Field(None, description="the fine-tuning's learning rate (default: the recipe's lr)")
+
+
 class ExperimentFile(BaseModel):
     """An experiment file as written, after its profile and command-line overrides. A key without a
     default is required; `None` as a default means "not given" (the Experiment's own default applies)."""
@@ -185,6 +198,9 @@ class ExperimentFile(BaseModel):
                                item_range="discovery level {got} lies outside (0, 1]")] = Field(
         None, description="fractions of the poisons the unlearner is told of, each its own sweep cell "
                           "(sweeper/discovery.py; default [1.0]: every poison identified)")
+    relapse: Annotated[RelapseSpec | None, _says("must be a mapping with lengths (and lr)")] = Field(
+        None, description="fine-tune each fresh run's model on clean points and measure the poison again "
+                          "(sweeper/relapse.py; default: off)")
     search_seed: Annotated[Seed, NON_NEGATIVE_INT] = Field(
         0, description="seed of every Optuna sampler of the sweep (0: the studies of every earlier sweep)")
 

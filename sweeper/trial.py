@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from . import discovery as _discovery
+from . import relapse as _relapse
 from . import methods as _methods
 from . import plugins, storage
 from .attacks import Poisoning
@@ -44,6 +45,7 @@ class TrialConfig:
     #                                    fresh runs only; tuning trials skip it: it was 2/3 of their evaluation)
     plugins: list[dict] = field(default_factory=list)  # plugin files (plugins.spec) this trial's names may need
     discovery: float = 1.0             # fraction of the poisons the method is told of (sweeper/discovery.py)
+    relapse: dict | None = None        # fine-tune a copy at each checkpoint and measure again (sweeper/relapse.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -102,12 +104,26 @@ class SeedEvaluator:
         one = make(1)
         return one if len(one) >= MIA_MIN_NONMEMBERS else make(math.ceil(MIA_MIN_NONMEMBERS / max(1, len(one))))
 
-    def __call__(self, model: torch.nn.Module, membership: bool = True) -> Metrics:
-        with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
+    def effects(self, model: torch.nn.Module) -> Metrics:
+        """Accuracies and the attack's effect (over all poisons, and per discovery part): what a relapsed
+        model is measured on."""
+        with full_precision():
             m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
             m.update(self.attack.effect(model, self.poisoning.context))
             for part, ctx in self.parts.items():
                 m.update({f"{part}/{k}": v for k, v in self.attack.effect(model, ctx).items()})
+        return m
+
+    @property
+    def clean(self):
+        """The relapse data: the training set less every poison (relapse.clean_points), built once."""
+        if not hasattr(self, "_clean"):
+            self._clean = _relapse.clean_points(self.poisoning.train, self.poisoning.forget)
+        return self._clean
+
+    def __call__(self, model: torch.nn.Module, membership: bool = True) -> Metrics:
+        m = self.effects(model)
+        with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
             if membership:
                 m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
         m["removal"] = removal(self.m_poisoned, m["attack/effect"], self.m_retrain)
@@ -146,10 +162,16 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     evaluate = evaluator(base, device, cfg.discovery)
     retrain_units = base.retrain_units
 
+    spec = _relapse.Relapse.from_dict(cfg.relapse)
+
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
         level = {"discovery": cfg.discovery} if cfg.discovery != _discovery.FULL else {}  # rows of a level below 1 say so
-        return {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
-                "cost/seconds": seconds, **level, **evaluate(model, cfg.membership)}
+        m = {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
+             "cost/seconds": seconds, **level, **evaluate(model, cfg.membership)}
+        if spec is not None:  # a deep copy is fine-tuned: the trial's model and its checkpoints are untouched
+            m.update(_relapse.measure(model, evaluate.clean, cfg.scenario.recipe, spec, retrain_units, seed,
+                                      evaluate.effects))
+        return m
 
     if cfg.method == IDENTIFIED:  # its own cached model per level; its cost is its own retraining
         state, manifest = identified_retrain(base, cfg.discovery, cfg.base_dir, device)

@@ -68,6 +68,40 @@ def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def relapse_lengths(summary: pd.DataFrame) -> list[float]:
+    """The relapse lengths a summary holds (its `removal_relapseL` columns)."""
+    return sorted(float(c[len("removal_relapse"):]) for c in summary.columns
+                  if c.startswith("removal_relapse") and not c.endswith(("_ci_low", "_ci_high")))
+
+
+def plot_relapse(summary: pd.DataFrame, path: Path) -> None:
+    """Per attack (highest discovery level): each method's removal before (solid) and after the longest
+    relapse (dashed) against budget; both controls after the same relapse, θ_retrain at 1 and θ_poisoned at 0
+    by the normalisation, with their effects before → after in the title."""
+    plt = _plt()
+    summary = _top_level(summary)
+    key = f"relapse{relapse_lengths(summary)[-1]:g}"
+    attacks_ = sorted(summary.attack.unique())
+    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
+    for ax, attack in zip(axes[0], attacks_):
+        s = summary[summary.attack == attack]
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
+            line = ax.plot(m.budget, m.removal, marker="o", ms=3, label=method)
+            ax.plot(m.budget, m[f"removal_{key}"], ls="--", marker="x", ms=3, color=line[0].get_color())
+        ax.axhline(1.0, color="black", ls=":", lw=1, label=f"retrain ({key}: 1 by definition)")
+        ax.axhline(0.0, color="grey", ls=":", lw=1, label=f"none ({key}: 0 by definition)")
+        refs = s[s.method.isin(["none", "retrain"])].set_index("method")
+        effects = "; ".join(f"{m} {refs.loc[m, 'attack_effect']:.3f} → {refs.loc[m, f'attack_effect_{key}']:.3f}"
+                            for m in ("none", "retrain") if m in refs.index)
+        ax.set(title=f"{attack}: removal before (solid) and after {key} (dashed)\ncontrols' effect: {effects}",
+               xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_removal(summary: pd.DataFrame, path: Path) -> None:
     """Per attack: each method's fresh-seed removal with the interval its verdict used, against budget;
     retrain and none as lines. An unbounded side is drawn to the edge of the plot."""
@@ -153,6 +187,9 @@ def table(summary: pd.DataFrame, delta: float | None = None) -> str:
     if len(_levels(summary)) > 1:  # discovery levels: the level and the like-with-like verdict
         cols[1:1] = ["discovery"]
         cols += ["removal_identified", "verdict_identified"]
+    if relapse_lengths(summary):  # the longest relapse: removal after it and its verdict
+        key = f"relapse{relapse_lengths(summary)[-1]:g}"
+        cols += [f"removal_{key}", f"verdict_{key}"]
     with pd.option_context("display.width", 220, "display.max_rows", 1000):
         text = s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
     undecided = open_text(summary, delta)
@@ -216,6 +253,7 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
     partial = len(_levels(summary)) > 1
+    cols += [c for c in summary.columns if "relapse" in c]
     if partial:
         cols[1:1] = ["discovery"]
         cols += ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high", "verdict_identified",
@@ -242,13 +280,25 @@ seeds. <code>verdict_look</code>: the look that decided it (its seeds are the on
 through the same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective:
 validation accuracy within {ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining;
 <code>tuning_cost_retrains</code> counts every unit the method's search spent.</p>
-{_discovery_section(folder) if partial else ""}<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
+{_discovery_section(folder) if partial else ""}{_relapse_section(folder) if relapse_lengths(summary) else ""}<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
 <h2>Verdict per method</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}
 <h2>Summary</h2><p>One row per (attack, method, budget); every column, intervals included, is in
 <code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
 <h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
 </body></html>"""
+
+
+def _relapse_section(folder: Path) -> str:
+    return f"""<h2>Removal before and after relapse</h2><p>Each fresh run's model at its selected budgets was copied
+and fine-tuned on clean points only (no poison, identified or not) for each relapse length (a fraction of one
+retraining, the recipe's optimiser), then measured again; so were θ_poisoned and θ_retrain of the seed. Removal
+after relapse, <code>removal_relapseL</code>, is (m_p − m_u) / (m_p − m_r) with every effect after the same relapse
+(clean fine-tuning erodes θ_poisoned's effect too; the normalisation keeps that erosion from reading as removal),
+judged with the main verdict's statistics (<code>verdict_relapseL</code>; <code>status_relapseL</code> says
+<i>relapse_gap_small</i> where the relapsed controls no longer differ). <code>dtheta_relapseL</code> is ‖Δθ‖ of the
+relapse: a relapse that did nothing shows as 0. Relapse compute is evaluation, never charged to a budget.</p>
+{_img(folder / "removal_relapse.png")}"""
 
 
 def _discovery_section(folder: Path) -> str:
@@ -285,6 +335,9 @@ def write(rows: pd.DataFrame, folder: Path, delta: float = 0.1, space_of=None, t
     rows.to_csv(folder / "trials.csv", index=False)
     plot_removal(summary, folder / "removal_vs_budget.png")
     plot_pareto(summary, folder / "pareto.png")
+    (folder / "removal_relapse.png").unlink(missing_ok=True)
+    if relapse_lengths(summary):
+        plot_relapse(summary, folder / "removal_relapse.png")
     (folder / "removal_vs_discovery.png").unlink(missing_ok=True)
     if len(_levels(summary)) > 1:
         plot_discovery(summary, folder / "removal_vs_discovery.png")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -37,12 +38,33 @@ COLUMNS = (["attack", "discovery", "method", "budget"]
            + IDENTIFIED_COLUMNS)
 
 
+def relapse_columns(lengths) -> list[str]:
+    """The summary's columns of each relapse length L: removal after relapse (`removal_relapseL`, its interval),
+    its verdict and status, the mean effect after relapse and ‖Δθ‖ of the relapse."""
+    out = []
+    for length in lengths:
+        key = f"relapse{length:g}"
+        out += [f"removal_{key}", f"removal_{key}_ci_low", f"removal_{key}_ci_high", f"verdict_{key}",
+                f"status_{key}", f"attack_effect_{key}", f"dtheta_{key}"]
+    return out
+
+
+_RELAPSED = re.compile(r"relapse([0-9.eE+-]+)/attack/effect")  # not relapseL/identified/attack/effect
+
+
+def _lengths(rows: pd.DataFrame) -> list[float]:
+    """The relapse lengths the rows were measured at (their `relapseL/attack/effect` columns)."""
+    found = {m.group(1) for c in rows.columns if (m := _RELAPSED.fullmatch(str(c)))}
+    return sorted(float(x) for x in found)
+
+
 def plan_of(experiment: dict) -> dict:
     """What a sweep set out to measure (from its resolved experiment, `Experiment.as_dict()`): every
     (attack, method, budget) gets a row, whatever happened to its runs."""
     fresh = [int(s) for s in experiment.get("fresh_seeds") or []]
     return {"attacks": [s["attack"] for s in experiment["scenarios"]], "methods": list(experiment["methods"]),
             "discovery": [float(d) for d in experiment.get("discovery") or [1.0]],
+            "relapse": [float(x) for x in (experiment.get("relapse") or {}).get("lengths", [])],
             "budgets": [float(b) for b in experiment["budgets"]], "fresh": bool(fresh), "fresh_seeds": fresh,
             # sweeps written before fresh_rounds existed looked once, at every fresh seed
             "looks": [int(n) for n in experiment.get("fresh_rounds") or ([len(fresh)] if fresh else [])]}
@@ -53,7 +75,7 @@ def _plan_from_rows(rows: pd.DataFrame) -> dict:
     fresh = sorted(int(s) for s in rows[rows.phase == "fresh"].seed.dropna().unique())
     return {"attacks": sorted(rows.attack.dropna().unique()),
             "methods": sorted(rows[~rows.method.isin(REFERENCES)].method.dropna().unique()),
-            "discovery": sorted(rows.discovery.dropna().unique(), reverse=True),
+            "discovery": sorted(rows.discovery.dropna().unique(), reverse=True), "relapse": _lengths(rows),
             "budgets": sorted(searched.budget.dropna().unique()), "fresh": bool(fresh), "fresh_seeds": fresh,
             "looks": [len(fresh)] if fresh else []}
 
@@ -111,7 +133,7 @@ def summarize(rows: pd.DataFrame, delta: float = 0.1, plan: dict | None = None) 
         plan.update(fresh_seeds=_plan_from_rows(rows)["fresh_seeds"], looks=_plan_from_rows(rows)["looks"])
     levels = plan.get("discovery") or [1.0]
     parts = [_level(rows[(rows.discovery == d) | rows.method.isin(GOLD)], delta, plan, float(d)) for d in levels]
-    return pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS)
+    return pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS + relapse_columns(plan.get("relapse") or []))
 
 
 def _level(rows: pd.DataFrame, delta: float, plan: dict, level: float) -> pd.DataFrame:
@@ -123,11 +145,11 @@ def _level(rows: pd.DataFrame, delta: float, plan: dict, level: float) -> pd.Dat
     for attack in plan["attacks"]:
         t_att = tune[tune.attack == attack]
         ctx = _context(attack, rows, t_att, fresh[fresh.attack == attack], best, spent, delta, plan["fresh"], looks,
-                       level)
+                       level, tuple(plan.get("relapse") or ()))
         refs = REFERENCES if level < 1 else GOLD
         out += [_reference_row(ctx, method, t_att[t_att.method == method]) for method in refs]
         out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
-    summary = pd.DataFrame(out, columns=COLUMNS)
+    summary = pd.DataFrame(out).reindex(columns=COLUMNS + relapse_columns(plan.get("relapse") or []))
     summary["discovery"] = level
     summary["verdict_open"] = summary.verdict_open.astype("boolean").fillna(False).astype(bool)
     summary["pareto"] = pareto_front(summary)
@@ -157,10 +179,12 @@ class _Context:
     fresh_expected: bool
     looks: Looks
     level: float = 1.0       # the discovery level
+    relapse: tuple = ()      # relapse lengths measured on the fresh runs
 
 
 def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.DataFrame, best: pd.DataFrame,
-             spent: dict, delta: float, fresh_expected: bool, looks: Looks, level: float = 1.0) -> _Context:
+             spent: dict, delta: float, fresh_expected: bool, looks: Looks, level: float = 1.0,
+             relapse: tuple = ()) -> _Context:
     """Whether the attack worked: from the fresh references, else (no fresh phase yet) from the tuning ones.
     (Retraining's accuracy is compared per look, on the seeds of that look: report.judge.)"""
     refs = f_att[f_att.method.isin(REFERENCES)]
@@ -168,7 +192,7 @@ def _context(attack: str, rows: pd.DataFrame, t_att: pd.DataFrame, f_att: pd.Dat
     worked = attack_worked(refs if not refs.empty else t_refs, attack)
     mine = rows[rows.attack == attack]
     return _Context(attack, best, f_att, mine, mine[mine.run_status == "FAILED"], worked, spent, delta,
-                    fresh_expected, looks, level)
+                    fresh_expected, looks, level, relapse)
 
 
 def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
@@ -189,6 +213,8 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
     if method == IDENTIFIED:  # GUS over the poisons it was trained without and over those it saw
         row.update({f"gus_z_{part}": pooled_z(ctx.fresh[ctx.fresh.method == method], prefix=f"{part}/")
                     for part in ("identified", "unidentified")})
+    for length in ctx.relapse:  # the controls after the same relapse
+        _describe_relapse(row, ctx.fresh[ctx.fresh.method == method], length)
     if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
         _judge(row, ctx, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
     return row
@@ -218,7 +244,51 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     row["equivalent_to_retrain"] = row.get("verdict") == "equivalent"
     if ctx.level < 1 and row["n_fresh"] > 0 and row["status"] not in ("attack_ineffective", "reference_failed"):
         _judge_identified(row, ctx, mine)
+    if row["n_fresh"] > 0:
+        for length in ctx.relapse:
+            _judge_relapse(row, ctx, mine, length)
     return row
+
+
+def _relapsed(frame: pd.DataFrame, length: float) -> pd.DataFrame | None:
+    """`frame` with its effects and accuracies after the relapse of `length` in place of the plain ones."""
+    prefix = f"relapse{length:g}/"
+    cols = {c: c[len(prefix):] for c in frame.columns if c.startswith(prefix)}
+    if f"{prefix}attack/effect" not in cols:
+        return None
+    return frame.drop(columns=[v for v in cols.values() if v in frame]).rename(columns=cols)
+
+
+def _describe_relapse(row: dict, mine: pd.DataFrame, length: float) -> None:
+    after = _relapsed(mine, length)
+    if after is not None and not after.empty:
+        row[f"attack_effect_relapse{length:g}"] = float(after["attack/effect"].mean())
+        row[f"dtheta_relapse{length:g}"] = float(after["dtheta"].mean())
+
+
+def _judge_relapse(row: dict, ctx: _Context, mine: pd.DataFrame, length: float) -> None:
+    """Removal after the relapse of `length`: every effect after the same relapse, (m_p^R − m_u^R) /
+    (m_p^R − m_r^R), with the main verdict's statistics, gated by the relapsed controls' own gap (clean
+    fine-tuning erodes θ_poisoned's effect too)."""
+    _describe_relapse(row, mine, length)
+    fresh, after = _relapsed(ctx.fresh[ctx.fresh.method.isin(GOLD)], length), _relapsed(mine, length)
+    key = f"relapse{length:g}"
+    if fresh is None or after is None:
+        row[f"status_{key}"] = "no_fresh"
+        return
+    worked = attack_worked(fresh, ctx.attack)
+    if not worked:
+        row[f"status_{key}"] = "reference_failed" if worked is None else "relapse_gap_small"
+        return
+    table = seed_table(ctx.attack, after, fresh, ctx.looks.order)
+    if table.empty:
+        row[f"status_{key}"] = "no_fresh"
+        return
+    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta)
+    row.update({f"removal_{key}": j.removal, f"removal_{key}_ci_low": j.ci_low, f"removal_{key}_ci_high": j.ci_high,
+                f"status_{key}": row["status"]})
+    if row["status"] == "ok":
+        row[f"verdict_{key}"] = j.verdict if j.verdict else math.nan
 
 
 def _judge_identified(row: dict, ctx: _Context, mine: pd.DataFrame) -> None:

@@ -1,4 +1,4 @@
-"""Discovery as a sweep axis, end to end (issue 21): the bundled experiments/discovery.yaml, profile tiny,
+"""Discovery as a sweep axis and relapse, end to end (issue 21): the bundled experiments/discovery.yaml, profile tiny,
 through Ray Tune and MLflow. Each (attack, level) cell has its own studies, parents and rows; none and retrain
 are measured once per attack; retrain_identified runs below level 1 only; rows below level 1 carry the
 second normalisation (or say why not) and, for Gaussian poisoning, GUS over each part of the poisons; the
@@ -84,3 +84,35 @@ def test_the_rebuilt_report_equals_the_live_one(swept):
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), live, check_dtype=False)
     assert (result.report_dir / "removal_vs_discovery.png").is_file()
     assert "Removal vs discovery" in (result.report_dir / "report.html").read_text()
+
+
+def test_the_chosen_model_of_each_level_loads_by_its_level(swept):
+    import torch
+
+    from sweeper import load_model
+    from sweeper.errors import SweeperError
+
+    _, result = swept
+    half = load_model(result.name, "gaussian", "gd", 0.05, workdir=result.workdir, discovery=0.5)
+    full = load_model(result.name, "gaussian", "gd", 0.05, workdir=result.workdir)
+    assert any(not torch.equal(a, b) for a, b in zip(half.state_dict().values(), full.state_dict().values()))
+    with pytest.raises(SweeperError, match="at discovery level 0.25"):
+        load_model(result.name, "gaussian", "gd", 0.05, workdir=result.workdir, discovery=0.25)
+
+
+def test_relapse_is_measured_on_every_fresh_row_and_normalised_by_its_controls(swept):
+    """The file turns relapse on (lengths 0.02 and 0.1): each judged row has its relapsed removal (or says why
+    not), both controls their effects after relapse, and every relapse moved its model (‖Δθ‖ > 0)."""
+    exp, result = swept
+    s = result.summary
+    assert exp.relapse is not None and exp.relapse.lengths == (0.02, 0.1)
+    for length in exp.relapse.lengths:
+        key = f"relapse{length:g}"
+        refs = s[s.method.isin(["none", "retrain"])]
+        assert refs[f"attack_effect_{key}"].notna().all() and (refs[f"dtheta_{key}"] > 0).all()
+        searched = s[~s.method.isin(["none", "retrain", "retrain_identified"]) & (s.status == "ok")]
+        assert not searched.empty and searched[f"status_{key}"].notna().all()
+        judged = searched[searched[f"status_{key}"] == "ok"]
+        assert judged[f"removal_{key}"].notna().all() and (judged[f"dtheta_{key}"] > 0).all()
+    assert s[s.method == "retrain_identified"]["dtheta_relapse0.1"].isna().all()  # relapse has gold controls only
+    assert (result.report_dir / "removal_relapse.png").is_file()

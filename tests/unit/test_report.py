@@ -281,3 +281,33 @@ def test_a_retrain_identified_as_poisoned_as_none_gives_no_identified_removal():
     gd = s[(s.discovery == 0.5) & (s.method == "gd")]
     assert (gd.status_identified == "identified_gap_small").all() and gd.removal_identified.isna().all()
     assert gd.removal.notna().all()  # the gold normalisation still has its gap
+
+
+def relapsed_rows(m_p=0.2, m_u=0.15, m_r=0.0):
+    """rows() with each fresh run also measured after a relapse of length 0.1: θ_poisoned's effect eroded
+    from 0.3 to m_p, θ_retrain's m_r, gd's m_u on every seed."""
+    frame = rows()
+    fresh = frame.phase == "fresh"
+    after = np.where(frame.method == "none", m_p, np.where(frame.method == "retrain", m_r, m_u))
+    return frame.assign(**{"relapse0.1/attack/effect": np.where(fresh, after, np.nan),
+                           "relapse0.1/attack/effect_se": np.where(fresh, 0.005, np.nan),
+                           "relapse0.1/acc/test": np.where(fresh, 0.98, np.nan),
+                           "relapse0.1/dtheta": np.where(fresh, 0.5, np.nan)})
+
+
+def test_relapsed_removal_is_normalised_by_the_relapsed_controls():
+    """After relapse θ_poisoned's effect fell to 0.2 (clean fine-tuning erodes it) and gd's is 0.15: relapsed
+    removal is 1 − 0.15/0.2 = 0.25, not 1 − 0.15/0.3 = 0.5 (which would count the erosion as removal)."""
+    s = report.summarize(relapsed_rows(), plan={"relapse": [0.1]}).set_index(["method", "budget"])
+    gd = s.loc[("gd", 0.04)]
+    assert gd["removal_relapse0.1"] == pytest.approx(0.25)
+    assert gd["status_relapse0.1"] == "ok" and gd["verdict_relapse0.1"] == "worse"
+    assert gd["dtheta_relapse0.1"] == pytest.approx(0.5)
+    assert s.loc[("none", 0.0), "attack_effect_relapse0.1"] == pytest.approx(0.2)
+    assert gd.removal == pytest.approx(0.96, abs=0.02)  # the plain removal is untouched
+
+
+def test_a_relapse_that_erases_the_poisoned_models_effect_gives_no_relapsed_removal():
+    s = report.summarize(relapsed_rows(m_p=0.001, m_u=0.001), plan={"relapse": [0.1]})
+    gd = s[s.method == "gd"]
+    assert (gd["status_relapse0.1"] == "relapse_gap_small").all() and gd["removal_relapse0.1"].isna().all()
