@@ -7,14 +7,9 @@ function's output for the same scenario, seed and level; at level 1 it is θ_ret
 retraining, in units of the gold C_retrain (slightly above 1: it trains on the unidentified poisons too)."""
 from __future__ import annotations
 
-from ..training import train_from_scratch
+from .retrain import unlearn  # noqa: F401  (the same training; `data.retain` at a level below 1 holds the
+#                                            clean points and the unidentified poisons)
 
 PAPER = "reference: retraining without the identified poisons (Goel et al., TMLR 2024, arXiv 2402.14015)"
 KIND = "reference"
 COST = 1.0
-
-
-def unlearn(model, data, budget, *, fresh_model):
-    """`data.retain` at a discovery level is the clean points and the unidentified poisons."""
-    budget.charge_fixed(data.recipe.retrain_units(len(data.retain)))
-    return train_from_scratch(fresh_model, data.retain, data.recipe, data.seed)

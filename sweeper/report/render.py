@@ -37,22 +37,36 @@ def _top_level(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary.discovery == _levels(summary)[0]] if "discovery" in summary else summary
 
 
-def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
-    """Per attack: each method's removal at its largest budget against the discovery level, against the gold
-    retrain (solid, with the verdict's interval) and against retrain_identified (dashed); retrain_identified's
-    own removal (against the gold) in black: how far retraining with what the unlearner knows gets."""
+def _per_attack(summary: pd.DataFrame, path: Path, draw) -> None:
+    """One panel per attack, `draw(ax, rows of that attack)` in each (13+ methods: distinct colours), saved."""
     plt = _plt()
     attacks_ = sorted(summary.attack.unique())
     fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks_):
-        s = summary[summary.attack == attack]
         ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        draw(ax, attack, summary[summary.attack == attack])
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _with_errors(ax, x, m: pd.DataFrame, label: str):
+    """Removal with the verdict's interval; an unbounded side is drawn to the edge of the plot."""
+    lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
+    hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
+    return ax.errorbar(x, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=label)
+
+
+def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
+    """Per attack: each method's removal at its largest budget against the discovery level, against the gold
+    retrain (solid, with the verdict's interval) and against retrain_identified (dashed); retrain_identified's
+    own removal (against the gold) in black: how far retraining with what the unlearner knows gets."""
+    def draw(ax, attack, s):
         searched = s[~s.method.isin(REFERENCES)]
         top = searched[searched.budget == searched.budget.max()].sort_values("discovery")
         for method, m in top.groupby("method"):
-            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
-            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
-            line = ax.errorbar(m.discovery, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
+            line = _with_errors(ax, m.discovery, m, method)
             ax.plot(m.discovery, m.removal_identified, ls="--", lw=1, color=line[0].get_color())
         ident = s[s.method == "retrain_identified"].sort_values("discovery")
         x, y = list(ident.discovery), list(ident.removal)
@@ -62,10 +76,7 @@ def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
         ax.axhline(1.0, color="black", ls=":", lw=1, label="retrain (gold)")
         ax.set(title=f"{attack}: removal at budget {top.budget.max():g} (dashed: vs retrain_identified)",
                xlabel="fraction of the poisons identified", ylabel="removal (0 = none, 1 = retrain)")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _per_attack(summary, path, draw)
 
 
 def relapse_lengths(summary: pd.DataFrame) -> list[float]:
@@ -78,14 +89,9 @@ def plot_relapse(summary: pd.DataFrame, path: Path) -> None:
     """Per attack (highest discovery level): each method's removal before (solid) and after the longest
     relapse (dashed) against budget; both controls after the same relapse, θ_retrain at 1 and θ_poisoned at 0
     by the normalisation, with their effects before → after in the title."""
-    plt = _plt()
-    summary = _top_level(summary)
     key = f"relapse{relapse_lengths(summary)[-1]:g}"
-    attacks_ = sorted(summary.attack.unique())
-    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
-    for ax, attack in zip(axes[0], attacks_):
-        s = summary[summary.attack == attack]
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+
+    def draw(ax, attack, s):
         for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
             line = ax.plot(m.budget, m.removal, marker="o", ms=3, label=method)
             ax.plot(m.budget, m[f"removal_{key}"], ls="--", marker="x", ms=3, color=line[0].get_color())
@@ -96,34 +102,20 @@ def plot_relapse(summary: pd.DataFrame, path: Path) -> None:
                             for m in ("none", "retrain") if m in refs.index)
         ax.set(title=f"{attack}: removal before (solid) and after {key} (dashed)\ncontrols' effect: {effects}",
                xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _per_attack(_top_level(summary), path, draw)
 
 
 def plot_removal(summary: pd.DataFrame, path: Path) -> None:
     """Per attack: each method's fresh-seed removal with the interval its verdict used, against budget;
-    retrain and none as lines. An unbounded side is drawn to the edge of the plot."""
-    plt = _plt()
-    summary = _top_level(summary)
-    attacks_ = sorted(summary.attack.unique())
-    fig, axes = plt.subplots(1, len(attacks_), figsize=(7 * len(attacks_), 4.8), squeeze=False)
-    for ax, attack in zip(axes[0], attacks_):
-        s = summary[summary.attack == attack]
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # 13+ methods: distinct colours
+    retrain and none as lines."""
+    def draw(ax, attack, s):
         for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
-            lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
-            hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
-            ax.errorbar(m.budget, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=method)
+            _with_errors(ax, m.budget, m, method)
         ax.axhline(1.0, color="black", ls="--", lw=1, label="retrain (cost 1.0)")
         ax.axhline(0.0, color="grey", ls=":", lw=1, label="none (cost 0)")
         ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (the verdict's interval)",
                xlabel="budget (fraction of retraining cost)", ylabel="removal (0 = none, 1 = retrain)")
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _per_attack(_top_level(summary), path, draw)
 
 
 def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
