@@ -154,10 +154,18 @@ def resume_command(command: list[str] | None, sweep: str, logged: dict) -> str:
     return shlex.join([*kept, "--resume", sweep])
 
 
+def _second(summary: pd.DataFrame) -> list[str]:
+    """The removals `compare` adds where a sweep measured them: against retrain_identified (discovery levels
+    below 1) and after each relapse length."""
+    return [c for c in summary.columns if (c == "removal_identified" or c.startswith("removal_relapse"))
+            and not c.endswith(("_low", "_high")) and summary[c].notna().any()]
+
+
 def compare_sweeps(names: list[str], workdir: str | os.PathLike = DEFAULT_WORKDIR,
                    tracking_uri: str | None = None) -> pd.DataFrame:
     """Sweeps side by side from MLflow alone: removal (fresh mean ± 95% half-width) and status per
-    (attack, method, budget), one column group per sweep."""
+    (attack, discovery level, method, budget), one column group per sweep; also removal against
+    retrain_identified and after relapse where a sweep measured them."""
     from . import report, tracking
 
     if len(set(names)) != len(names) or len(names) < 2:
@@ -174,6 +182,7 @@ def compare_sweeps(names: list[str], workdir: str | os.PathLike = DEFAULT_WORKDI
         logged = tracking.read_experiment(record)
         s = report.summarize(tracking.read_rows(record), logged.get("delta", config.DEFAULT_DELTA),
                              report.plan_of(logged) if logged else None)
-        s = s.set_index(["attack", "discovery", "method", "budget"])[["removal", "removal_halfwidth", "acc_test", "status"]]
+        shown = ["removal", "removal_halfwidth", "acc_test", "status", *_second(s)]
+        s = s.set_index(["attack", "discovery", "method", "budget"])[shown]
         frames.append(s.add_prefix(f"{name}:"))
     return pd.concat(frames, axis=1).reset_index()

@@ -13,7 +13,7 @@ back. On digits there are no unused held-out points, so this is the clean part o
 batches come from the relapse's own random stream of the seed (the same order for the unlearned model and
 for θ_poisoned / θ_retrain of that seed: their difference is the models', not the data's). The trial's own
 model, its optimiser state and its checkpoints are untouched (tested bit for bit), and relapse compute is
-evaluation: timed as `relapse/seconds`, never charged to the method's budget.
+evaluation: timed as `cost/relapse_seconds`, never charged to the method's budget.
 
 Relapsed removal = (m_p^R − m_u^R) / (m_p^R − m_r^R), every effect measured after the same relapse: clean
 fine-tuning erodes θ_poisoned's effect too, and without this normalisation that erosion would read as removal.
@@ -89,7 +89,7 @@ def fine_tune(model: nn.Module, clean: Split, recipe: Recipe, lr: float, n_steps
 def measure(model: nn.Module, clean: Split, recipe: Recipe, spec: Relapse, retrain_units: int, seed: int,
             evaluate) -> dict[str, float]:
     """Each length's relapse of `model`, evaluated by `evaluate(model) -> metrics`: the metrics under
-    `relapse<L>/`, with `relapse<L>/dtheta` and `relapse<L>/steps`; `relapse/seconds` all of it together."""
+    `relapse<L>/`, with `relapse<L>/dtheta` and `relapse<L>/steps`; `cost/relapse_seconds` all of it together."""
     start = time.perf_counter()
     out: dict[str, float] = {}
     lr = spec.lr if spec.lr is not None else recipe.lr
@@ -99,5 +99,5 @@ def measure(model: nn.Module, clean: Split, recipe: Recipe, spec: Relapse, retra
         prefix = f"relapse{length:g}/"
         out.update({prefix + k: v for k, v in evaluate(relapsed).items()})
         out.update({prefix + "dtheta": delta, prefix + "steps": float(n)})
-    out["relapse/seconds"] = time.perf_counter() - start
+    out["cost/relapse_seconds"] = time.perf_counter() - start
     return out

@@ -12,7 +12,7 @@ from sweeper.basecache import base_models
 from sweeper.trial import SeedEvaluator, run_trial
 
 SPEC = {"lengths": [0.02, 0.1], "lr": None}
-TIMERS = {"cost/seconds", "trial/seconds", "relapse/seconds"}
+TIMERS = {"cost/seconds", "trial/seconds", "cost/relapse_seconds"}
 
 
 def config(scenario, base_dir, method, **kw):
@@ -59,7 +59,7 @@ def test_relapse_length_is_a_fraction_of_retraining_and_costs_the_method_nothing
     base = base_models(tiny_scenario, 0, base_dir)
     batch = min(tiny_scenario.recipe.batch_size, len(base.poisoning.retain))
     assert row["relapse0.1/steps"] == round(0.1 * base.retrain_units) // (3 * batch)
-    assert row["cost/units"] == base.retrain_units and row["relapse/seconds"] > 0
+    assert row["cost/units"] == base.retrain_units and row["cost/relapse_seconds"] > 0
 
 
 def _scores(model, context):

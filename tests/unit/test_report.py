@@ -311,3 +311,13 @@ def test_a_relapse_that_erases_the_poisoned_models_effect_gives_no_relapsed_remo
     s = report.summarize(relapsed_rows(m_p=0.001, m_u=0.001), plan={"relapse": [0.1]})
     gd = s[s.method == "gd"]
     assert (gd["status_relapse0.1"] == "relapse_gap_small").all() and gd["removal_relapse0.1"].isna().all()
+
+
+def test_compare_shows_the_second_removals_only_where_a_sweep_measured_them():
+    from sweeper import readback
+
+    plain = report.summarize(rows())
+    both = report.summarize(pd.concat([relapsed_rows(), level_rows()], ignore_index=True),
+                            plan={"discovery": [1.0, 0.5], "relapse": [0.1]})
+    assert readback._second(plain) == []
+    assert readback._second(both) == ["removal_identified", "removal_relapse0.1"]
