@@ -224,8 +224,9 @@ def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
     effect's standard error as that of a mean, and the objective recomputed from the pooled removal
     and accuracies (a mean of per-seed objectives would mix penalties with removals)."""
     out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
-    if "budget" in rows[0]:
-        out["budget"] = rows[0]["budget"]  # the same checkpoint on every seed; a mean would drift by an ulp
+    for key in ("budget", "discovery"):  # the same on every seed; a mean would drift by an ulp (0.1 -> 0.10000000000000002)
+        if key in rows[0]:
+            out[key] = rows[0][key]
     effective = [r["removal"] for r in rows if not r.get("attack/ineffective")]
     out["removal"] = sum(effective) / len(effective) if effective else math.nan
     out["attack/ineffective"] = float(not effective)

@@ -120,7 +120,8 @@ def _with_defaults(rows: pd.DataFrame) -> pd.DataFrame:
                          ("trial_id", None), ("hparams", "{}"), ("objective", math.nan), ("discovery", 1.0)):
         if col not in rows:
             rows[col] = default
-    rows["discovery"] = rows.discovery.fillna(1.0).astype(float)  # rows without a level: every poison identified
+    # rows without a level: every poison identified; rounded, as rows pooled over seeds by older code drifted
+    rows["discovery"] = rows.discovery.fillna(1.0).astype(float).round(9)
     return rows
 
 

@@ -173,3 +173,10 @@ def test_the_retrain_identified_trial_costs_its_own_retraining(tiny_scenario, ba
     assert row["cost/units"] == units and row["cost/fraction"] == pytest.approx(units / base.retrain_units)
     assert row["cost/fraction"] > 1 and row["discovery"] == 0.25
     assert row["unidentified/gus/z"] < row["identified/gus/z"]  # it trained on the noise it was not told of
+
+
+def test_a_level_pooled_over_seeds_stays_the_level(tiny_scenario, base_dir):
+    """Three seeds' rows pooled: a mean of 0.1 three times is 0.10000000000000002, and the report's rows at
+    level 0.1 would find no tuning trial (the quick discovery sweep showed every 0.1 row as not_run)."""
+    rows = run_trial(config(tiny_scenario, base_dir, "gd", discovery=0.1, seeds=[0, 1, 2], budgets=[0.02]))
+    assert rows[0]["discovery"] == 0.1
