@@ -23,23 +23,38 @@ EXPECTED = ("cost_seconds", "trial_id")  # timing and Tune's per-run ids
 SAME_FILES = ("equivalence.csv", "resolution.csv", "importance.csv")
 
 
+def _read(before: Path, after: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Both files' tables on the columns they share; columns only `after` has are named (a change may add
+    a column: say so in the README), columns only `before` had are returned (a removal is a difference)."""
+    a, b = (pd.read_csv(d / name, dtype=str, keep_default_na=False) for d in (before, after))
+    added, removed = [c for c in b.columns if c not in a], [c for c in a.columns if c not in b]
+    if added or removed:
+        print(f"{name}: columns only after: {added or 'none'}; only before: {removed or 'none'}")
+    shared = [c for c in a.columns if c in b]
+    return a[shared], b[shared], removed
+
+
+def _same(before: Path, after: Path, name: str) -> bool:
+    """The same bytes, or the same table once the columns `after` adds are left out."""
+    if filecmp.cmp(before / name, after / name, shallow=False):
+        return True
+    a, b, removed = _read(before, after, name)
+    return not removed and a.equals(b)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("before", type=Path, help="a report folder (report/<sweep>/)")
     p.add_argument("after", type=Path)
     args = p.parse_args()
-    a, b = (pd.read_csv(d / "summary.csv", dtype=str, keep_default_na=False) for d in (args.before, args.after))
-    added, removed = [c for c in b.columns if c not in a], [c for c in a.columns if c not in b]
-    if added or removed:  # a change may add a column (say so in the README); the rest must still agree
-        print(f"columns only after: {added or 'none'}; only before: {removed or 'none'}")
-        a, b = a[[c for c in a.columns if c in b]], b[[c for c in a.columns if c in b]]
+    a, b, removed = _read(args.before, args.after, "summary.csv")
     if len(a) != len(b):
         print(f"row counts differ: {len(a)} vs {len(b)}")
         return 1
     differ = {c: int((a[c] != b[c]).sum()) for c in a.columns if not a[c].equals(b[c])}
     for c, n in differ.items():
         print(f"{c}: {n} of {len(a)} rows differ" + ("  (expected)" if c in EXPECTED else ""))
-    files = [f for f in SAME_FILES if (args.before / f).exists() and not filecmp.cmp(args.before / f, args.after / f, shallow=False)]
+    files = [f for f in SAME_FILES if (args.before / f).exists() and not _same(args.before, args.after, f)]
     for f in files:
         print(f"{f} differs")
     bad = [c for c in differ if c not in EXPECTED] + files + [f"{c} (gone)" for c in removed]
