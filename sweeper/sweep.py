@@ -1,6 +1,6 @@
-"""A sweep's write path, end to end: validate everything first, then per attack its base models,
-references, one tuned study per method and the fresh-seed re-measurement, MLflow logging from the
-driver, and the report. Ray and MLflow are reached only through `tuning` and `tracking`, imported when a
+"""A sweep's write path, end to end: validate everything first, then the base models, then per attack each
+cell, an (attack, discovery level), with its references, one tuned study per method and the fresh-seed
+re-measurement (sweeper/phases.py), MLflow logging from the driver, and the report. Ray and MLflow are reached only through `tuning` and `tracking`, imported when a
 sweep really runs (`import sweeper` loads neither)."""
 from __future__ import annotations
 
@@ -125,23 +125,23 @@ def _run(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunWrit
          resumed: bool = False) -> SweepResult:
     """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
     FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
-    attack_runs: list[Cell] = []
+    cells: list[Cell] = []
     try:
-        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, attack_runs, resumed)
+        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, cells, resumed)
     except BaseException as e:
-        _abort(tracker, attack_runs, e, progress)
+        _abort(tracker, cells, e, progress)
         raise
     tracker.record.set_status("finished")
     return result
 
 
-def _abort(tracker: RunWriter, attack_runs: list["Cell"], error: BaseException, progress: Progress) -> None:
+def _abort(tracker: RunWriter, cells: list["Cell"], error: BaseException, progress: Progress) -> None:
     interrupted = isinstance(error, KeyboardInterrupt)
     status = "KILLED" if interrupted else "FAILED"
     reason = ("interrupted (SIGINT / Ctrl-C)" if interrupted
               else f"the sweep stopped on an error: {type(error).__name__}: {str(error)[:300]}")
     try:
-        for run in attack_runs:
+        for run in cells:
             for method, parent in run.parents.items():
                 if parent in tracker.open_runs:
                     tracker.end_parent(parent, run.rows(method), status, reason)
@@ -159,7 +159,7 @@ def _abort(tracker: RunWriter, attack_runs: list["Cell"], error: BaseException, 
 
 def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunWriter, tuning: Tuning,
             progress: Progress, where: str,
-            attack_runs: list["Cell"], resumed: bool = False) -> SweepResult:
+            cells: list["Cell"], resumed: bool = False) -> SweepResult:
     sweep = tracker.sweep
     base_dir = str(store.join(root, "base"))
     if root != wd:
@@ -190,7 +190,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
         shared = Shared(refs, {m: [] for m in GOLD})
         for level in exp.discovery:
             run = phases.level_run(exp, scenario, level, base, root, tracker, tuning, tags, progress, logged, shared)
-            attack_runs.append(run)
+            cells.append(run)
             parents += [p for m, p in run.parents.items() if m not in GOLD]
             phases.references(run)
             phases.tune(run)
@@ -208,7 +208,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}",
                            report.plan_of(exp.as_dict()))
     tracker.log_files(parents, folder)
-    for run in attack_runs:  # none and retrain from the attack's first level only: they are shared
+    for run in cells:  # none and retrain from the attack's first level only: they are shared
         first = run.level == exp.discovery[0]
         _log_parent_summary(run, summary[(summary.attack == run.attack) & (summary.discovery == run.level)],
                             [m for m in run.parents if first or m not in GOLD])
