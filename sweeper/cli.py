@@ -37,7 +37,8 @@ def cmd_methods(args) -> int:
         picked = "" if set(only) >= {"image", "text"} else f"; `all` picks it for {'/'.join(only)} data only"
         print(f"{name}  ({kind}{picked})  {module.PAPER}")
         if kind == "reference":
-            print(f"    cost: {module.COST:g} x retraining")
+            print(f"    cost: {module.COST:g} x retraining" if module.COST is not None
+                  else "    cost: its own retraining, measured per seed and level (slightly above 1 x retraining)")
             continue
         space = config.spaces.load(name, module, _methods.hyperparameters(module))
         for p, default in _methods.hyperparameters(module).items():
