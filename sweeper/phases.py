@@ -17,7 +17,7 @@ from . import provenance
 from . import storage as store
 from .config import Experiment
 from .listener import Listener, Progress
-from .report.selection import IDENTIFIED, REFERENCES, hparams_json, selections
+from .report.selection import GOLD, IDENTIFIED, REFERENCES, hparams_json, selections
 
 if TYPE_CHECKING:
     from .basecache import BuildSummary
@@ -41,9 +41,6 @@ class Tuning(Protocol):
 
     def tune_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
                     listeners: dict[str, Listener]) -> None: ...
-
-
-GOLD = ("none", "retrain")  # the references every discovery level of an attack shares
 
 
 @dataclass

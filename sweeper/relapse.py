@@ -33,10 +33,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import IndexStream, Split, generator
+from .methods._common import TRAIN_STEP
 from .training import Recipe, sgd
 
 _STREAM = 31  # generator stream of the relapse batches (attacks use 11-13, discovery 21)
-TRAIN_STEP = 3  # units per example of one forward + backward pass (docs/architecture.md, Cost units)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -114,12 +115,10 @@ class SeedEvaluator:
                 m.update({f"{part}/{k}": v for k, v in self.attack.effect(model, ctx).items()})
         return m
 
-    @property
+    @cached_property
     def clean(self):
         """The relapse data: the training set less every poison (relapse.clean_points), built once."""
-        if not hasattr(self, "_clean"):
-            self._clean = _relapse.clean_points(self.poisoning.train, self.poisoning.forget)
-        return self._clean
+        return _relapse.clean_points(self.poisoning.train, self.poisoning.forget)
 
     def __call__(self, model: torch.nn.Module, membership: bool = True) -> Metrics:
         m = self.effects(model)

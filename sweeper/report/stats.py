@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from ..registry import attacks
+from .selection import REFERENCES
 
 EFFECTIVE_SE = 3.0      # removal is computed only when poisoned − retrain effect exceeds 3 standard errors
 EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's
@@ -81,7 +82,7 @@ def resolution(summary: pd.DataFrame, delta: float = 0.1) -> pd.DataFrame:
     interval's half-width as a t interval's (a projection, not a promise). Also how many searched rows are
     still open (undecided at the last look)."""
     out = []
-    searched = summary[~summary.method.isin(("none", "retrain", "retrain_identified"))]
+    searched = summary[~summary.method.isin(REFERENCES)]
     for attack, g in summary[summary.method == "retrain"].groupby("attack", sort=True):
         r = g.iloc[0]
         n = int(r.n_fresh) if pd.notna(r.n_fresh) else 0

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..metrics import DIVERGED
 from ..registry import methods
-from .selection import IDENTIFIED, REFERENCES, _usable, best_per_budget, tuning_cost
+from .selection import GOLD, IDENTIFIED, REFERENCES, _usable, best_per_budget, tuning_cost
 from .judge import judge, seed_table
 from .stats import POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
@@ -26,7 +26,6 @@ MIN_TRIALS_FOR_IMPORTANCE = 20
 MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
 SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "cost/fraction",
           "cost_seconds": "cost/seconds"}
-GOLD = ("none", "retrain")  # measured once per attack, shared by its discovery levels
 IDENTIFIED_COLUMNS = ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high",
                       "verdict_identified", "status_identified", "gus_z_identified", "gus_z_unidentified"]
 COLUMNS = (["attack", "discovery", "method", "budget"]
