@@ -10,6 +10,7 @@ from pathlib import Path
 from . import config
 from . import methods as _methods
 from .errors import SweeperError
+from .progress import Board
 from .registry import attacks, methods
 from .workdir import DEFAULT_WORKDIR
 
@@ -86,7 +87,7 @@ def cmd_run(args) -> int:
     run_sweep(_load(args), workdir=args.workdir, trials=args.trials, tracking_uri=args.tracking_uri,
               address=args.address, name=args.name, gpus_per_trial=args.gpus_per_trial, storage=args.storage,
               max_failures=args.max_failures, max_concurrent=args.max_concurrent, resume=args.resume,
-              progress=_say, command=["sweeper", *args.argv])
+              progress=Board(_say), command=["sweeper", *args.argv], optuna_storage=args.optuna_storage)
     return 0
 
 
@@ -121,7 +122,7 @@ def cmd_report(args) -> int:
     from .readback import rebuild_report
 
     result = rebuild_report(args.workdir, args.sweep, args.tracking_uri)
-    print(table(result.summary, result.delta))
+    print(table(result.summary, result.delta, result.folder))
     print(f"report of sweep {result.name}: {result.report_dir}")
     return 0
 
@@ -202,6 +203,8 @@ def parser() -> argparse.ArgumentParser:
                    f"report/ go here (default: ./{DEFAULT_WORKDIR})")
     r.add_argument("--trials", type=int, help="Optuna trials per (attack, method), overriding the file")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+    r.add_argument("--optuna-storage", metavar="URL", help="Optuna RDB storage each method's study is mirrored to, "
+                   "for optuna-dashboard (default: sqlite:///WORKDIR/optuna.db; `none`: no mirror)")
     r.add_argument("--address", help="join a Ray cluster (auto or HOST:PORT) instead of starting one")
     r.add_argument("--profile", help="quick (default), full, tiny, or any profile the file defines")
     r.add_argument("--name", help="sweep name = MLflow experiment (default: the experiment's name, "

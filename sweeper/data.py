@@ -4,6 +4,7 @@ Inputs are float32 in [0, 1] pixel units; the model normalises inside (so input 
 perturbations share one unit, which GUS needs)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,17 @@ class Split:
 
     def to(self, device: torch.device | str) -> "Split":
         return Split(self.x.to(device), self.y.to(device))
+
+    def digest(self) -> str:
+        """sha256 (16 hex digits) of every input and label with their shapes and dtypes: the content's own
+        hash. MLflow's numpy digest reads only the first 10,000 elements, so two seeds' poisoned sets
+        that differ further in would share its digest."""
+        h = hashlib.sha256()
+        for t in (self.x, self.y):
+            t = t.detach().contiguous().cpu()
+            h.update(f"{tuple(t.shape)}{t.dtype};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()[:16]
 
 
 @dataclass

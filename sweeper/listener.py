@@ -11,6 +11,7 @@ from .report.selection import hparams_json
 
 if TYPE_CHECKING:
     from .tracking import RunWriter
+    from .tuning.studies import Study
 
 Progress = Callable[[str], None]
 
@@ -21,10 +22,14 @@ class Listener:
     """Receives trial events from the Tune callback (in the driver) and writes them to MLflow."""
 
     def __init__(self, tracker: RunWriter, parent_id: str, attack: str, method: str, tags: dict, trials: int,
-                 progress: Progress, label: str | None = None):
+                 progress: Progress, label: str | None = None, inputs: list | None = None,
+                 mirror: Study | None = None, done: Callable[[list[dict]], None] | None = None):
         self.tracker, self.parent_id, self.attack, self.method = tracker, parent_id, attack, method
         self.label = label or attack  # progress lines name the cell: the attack, and its discovery level below 1
         self.tags, self.trials, self.progress = tags, trials, progress
+        self.inputs = inputs or []  # the data sets every trial of this method sees (sweeper/inputs.py)
+        self.mirror = mirror  # the method's Optuna study for optuna-dashboard (tuning/studies.py), or None
+        self.done = done      # hears each finished trial's rows (the estimate of time left)
         self.runs: dict[str, str] = {}
         self.hparams: dict[str, dict] = {}
         self.rows: dict[str, list[dict]] = {}
@@ -55,12 +60,13 @@ class Listener:
         self.runs[trial_id] = self.tracker.start_child(
             self.parent_id, f"{self.method}-{trial_id}", hparams,
             {**self.tags, "method": self.method, "attack": self.attack, "trial_id": trial_id,
-             "hparams": hparams_json(hparams)})
+             "hparams": hparams_json(hparams)}, self.inputs)
 
     def restore(self, trial_id: str, run_id: str, hparams: dict, status: str, rows: list[dict] | None) -> None:
         """--resume: a trial the interrupted sweep logged. With its `rows` it had finished (it counts and
         its rows stay); without, it was cut short and Tune will start it again (or never, if Tune had not
-        saved it yet: `orphans` lists those afterwards)."""
+        saved it yet: `orphans` lists those afterwards). It is not written to the Optuna mirror here: which
+        restored trials stay is known only after tuning (`drop_unknown`), when phases.tune reconciles."""
         self.runs[trial_id], self.hparams[trial_id] = run_id, hparams
         self.logged.add(trial_id)
         self.started_at[trial_id] = time.perf_counter()
@@ -86,6 +92,15 @@ class Listener:
             self.rows.pop(t, None)
             self.logged.discard(t)
         return [self.runs.pop(t) for t in gone]
+
+    def outcomes(self) -> list[dict]:
+        """Every finished trial as the Optuna mirror takes it (once Tune is done: after `drop_unknown`)."""
+        return [self.outcome(t) for t in self.status]
+
+    def outcome(self, trial_id: str) -> dict:
+        return {"trial_id": trial_id, "status": self.status[trial_id], "hparams": self.hparams[trial_id],
+                "rows": self.rows.get(trial_id, []), "run_id": self.runs.get(trial_id),
+                "error": self.errors.get(trial_id)}
 
     def trial_result(self, trial_id: str, metrics: dict) -> None:
         node = metrics.pop("ray/node_id", None)
@@ -123,6 +138,10 @@ class Listener:
             self.errors[trial_id] = error
         self.tracker.end_child(self.runs[trial_id], status, self._table(trial_id), tags)
         self.finished += 1
+        if self.mirror is not None:
+            self.mirror.record(self.outcome(trial_id))
+        if self.done is not None:
+            self.done(rows)
         self.progress(self._line(trial_id, status, error, rows))
 
     def _line(self, trial_id: str, status: str, error: str | None, rows: list[dict]) -> str:

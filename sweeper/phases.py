@@ -17,12 +17,14 @@ from . import provenance
 from . import storage as store
 from .config import Experiment
 from .listener import Listener, Progress
+from .progress import Estimate
 from .report.selection import GOLD, IDENTIFIED, REFERENCES, hparams_json, selections
 
 if TYPE_CHECKING:
     from .basecache import BuildSummary
     from .scenario import Scenario
     from .tracking import RunWriter, SweepRecord
+    from .tuning.studies import StudyMirror
 
 
 class Tuning(Protocol):
@@ -32,15 +34,37 @@ class Tuning(Protocol):
                     max_failures: int, plugin_specs: list[dict]) -> BuildSummary: ...
 
     def run_trials(self, configs: list[dict], gpus_per_trial: float, max_failures: int,
-                   device: str) -> list[list[dict] | str]: ...
+                   device: str, on_result=None) -> list[list[dict] | str]: ...
 
     def can_resume(self, storage, attack: str) -> bool: ...
+
+    def slots(self, gpus_per_trial: float, device: str): ...
 
     def resume_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
                       listeners: dict[str, Listener]) -> set[str]: ...
 
     def tune_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
                     listeners: dict[str, Listener]) -> None: ...
+
+
+class Manifests:
+    """The base-model manifests of (scenario, seed), read once per sweep by the driver (small JSON files, in
+    the work directory or an object store): the data digests every run names as its inputs."""
+
+    def __init__(self, base_dir: str):
+        self.base_dir, self._read = base_dir, {}
+
+    def __call__(self, scenario: Scenario, seeds) -> list[tuple[str, dict]]:
+        from .basecache import entry_manifest, entry_status
+
+        out = []
+        for seed in seeds:
+            key = scenario.key(seed)
+            if key not in self._read and entry_status(scenario, seed, self.base_dir) is None:
+                self._read[key] = entry_manifest(scenario, seed, self.base_dir)
+            if key in self._read:  # a seed whose base models failed to build has nothing to name
+                out.append((key, self._read[key]))
+        return out
 
 
 @dataclass
@@ -69,7 +93,7 @@ def at_level(logged: pd.DataFrame | None, tag: str) -> pd.DataFrame | None:
 
 def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, root, tracker: RunWriter,
                tuning: Tuning, tags: dict, progress: Progress, logged: pd.DataFrame | None,
-               shared: Shared) -> "Cell":
+               shared: Shared, manifests: Manifests | None = None, mirror: StudyMirror | None = None) -> "Cell":
     """The runs of one discovery level of an attack: its methods' parents (and retrain_identified's below
     level 1) beside the attack's shared references."""
     tag = _level_tag(exp, level)
@@ -80,7 +104,7 @@ def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, roo
     cfg = {**base, "discovery": level} if level < 1 else base
     return Cell(exp, scenario.attack, cfg, root, tracker, tuning, level_tags, {**shared.parents, **own},
                 {**shared.tables, **{m: [] for m in own}}, progress, logged=level_logged, scenario=scenario,
-                level=level, shared=shared)
+                level=level, shared=shared, manifests=manifests, mirror=mirror)
 
 
 def parents(tracker: RunWriter, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None,
@@ -121,6 +145,22 @@ class Cell:
     scenario: Scenario | None = None    # this attack's scenario (later looks build its fresh seeds' base models)
     level: float = 1.0                  # the discovery level (sweeper/discovery.py)
     shared: Shared | None = None       # what the attack's levels share (none, retrain)
+    manifests: Manifests | None = None  # the base models' manifests: each run's data inputs
+    mirror: StudyMirror | None = None   # the sweep's Optuna studies for optuna-dashboard, or None
+
+    def inputs(self, method: str, seeds) -> list:
+        """The data sets a run of `method` on `seeds` saw (sweeper/inputs.py); none and retrain at level 1."""
+        from . import inputs
+
+        if self.manifests is None or self.scenario is None:
+            return []
+        level = 1.0 if method in GOLD else self.level
+        return inputs.of_run(self.manifests(self.scenario, seeds), self.attack, method, level)
+
+    def parent_inputs(self, method: str) -> list:
+        """A parent's inputs: those of its tuning seeds and of every fresh seed its table holds."""
+        fresh = sorted({int(r["seed"]) for r in self.tables[method] if r.get("phase") == "fresh" and "seed" in r})
+        return self.inputs(method, list(self.exp.seeds) + fresh)
 
     @property
     def cell(self) -> str:
@@ -136,10 +176,16 @@ def tune(run: Cell) -> None:
     exp = run.exp
     tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress,
-                                 label=run.cell) for m in exp.methods}
+                                 label=run.cell, inputs=run.inputs(m, exp.seeds),
+                                 done=_tune_note(run, m),
+                                 mirror=run.mirror.study(run.attack, run.cell, m) if run.mirror else None)
+                     for m in exp.methods}
     bases = {m: {**run.base, "method": m, "membership": False} for m in exp.methods}  # MIA: fresh runs measure it
     storage = store.join(run.root, "ray", run.tracker.sweep)
     restored = _restore_tuned(run)
+    _enter(run, "tune")
+    for m, listener in run.listeners.items():  # --resume: trials finished before are not this run's work
+        _skip(run, f"{run.cell}/{m}/tune", listener.finished)
     total = exp.trials * len(exp.methods)
     if restored == total:
         run.progress(f"[{run.cell}] tuning: all {total} trials were logged before; not redone")
@@ -153,12 +199,96 @@ def tune(run: Cell) -> None:
     for listener in run.listeners.values():
         for run_id in listener.drop_unknown(known):
             run.tracker.discard(run_id)
+        if listener.mirror is not None:  # --resume: the study keeps exactly the trials MLflow keeps
+            listener.mirror.reconcile(listener.outcomes())
     finished = sum(listener.finished for listener in run.listeners.values())
     if finished < total:  # Tune returned without running every trial: it was stopped
         raise KeyboardInterrupt(f"Ray Tune stopped after {finished} of {total} trials")
     for m, listener in run.listeners.items():
         run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
     run.listeners = {}
+
+
+# -- the estimate of time left (sweeper/progress.py) ------------------------------------------------------
+def plan_work(estimate: Estimate, exp: Experiment) -> None:
+    """Plan every cell's jobs at their worst case: references on the tuning seeds, each method's tuning
+    trials to the largest budget, and the first look's fresh runs (two configurations per method, each to
+    the largest budget; re-planned exactly when the look starts)."""
+    seeds, budgets = len(exp.seeds), list(exp.budgets)
+    fresh = exp.looks[0] if exp.looks else 0
+    r_units, r_evals = _relapse_work(exp)
+    for scenario in exp.scenarios:
+        for level in exp.discovery:
+            cell = _cell(scenario.attack, level)
+            refs = (len(GOLD) if level == exp.discovery[0] else 0) + (level < 1)
+            estimate.plan(f"{cell}/refs", refs, seeds * (level < 1), seeds)
+            for m in exp.methods:
+                estimate.plan(f"{cell}/{m}/tune", exp.trials, seeds * budgets[-1], seeds * len(budgets), stops=True)
+            per_method = min(len(budgets), 2)
+            estimate.plan(f"{cell}/fresh", fresh * (per_method * len(exp.methods) + refs),
+                          budgets[-1] + len(budgets) * r_units, len(budgets) * (1 + r_evals))
+
+
+def _relapse_work(exp: Experiment) -> tuple[float, int]:
+    """Units and evaluations relapse adds at each checkpoint of a fresh run (not charged to the method)."""
+    return (sum(exp.relapse.lengths), len(exp.relapse.lengths)) if exp.relapse is not None else (0.0, 0)
+
+
+def _planned(exp: Experiment, cfg: dict) -> tuple[float, float]:
+    """A fresh job's units and evaluations (one seed): unlearning to its largest selected budget (none for
+    the references), its checkpoints, and relapse at each where it is on."""
+    checkpoints = len(cfg.get("budgets", [])) if cfg["method"] not in REFERENCES else 1
+    units = max(cfg["budgets"]) if cfg["method"] not in REFERENCES else float(cfg["method"] == IDENTIFIED)
+    r_units, r_evals = _relapse_work(exp) if "relapse" in cfg else (0.0, 0)
+    return units + checkpoints * r_units, checkpoints * (1 + r_evals)
+
+
+def _estimate(run: Cell) -> Estimate | None:
+    return getattr(run.progress, "estimate", None)
+
+
+def _update(run: Cell) -> None:
+    if hasattr(run.progress, "update"):
+        run.progress.update()
+
+
+def _enter(run: Cell, kind: str) -> None:
+    if (est := _estimate(run)) is not None:
+        est.enter(kind)
+
+
+def _skip(run: Cell, group: str, jobs: int) -> None:
+    if (est := _estimate(run)) is not None:
+        est.skip(group, jobs)
+
+
+def _replan(run: Cell, group: str, jobs: list[tuple[float, float]]) -> None:
+    if (est := _estimate(run)) is not None:
+        est.replan(group, jobs)
+
+
+def _note(run: Cell, group: str, result, n_seeds: int, units: float, evals: float | None = None) -> None:
+    """A plain job finished: its units (as planned: a reference's rows carry its nominal cost, not work
+    done) and evaluations, and the slot-seconds its trial measured."""
+    if (est := _estimate(run)) is None:
+        return
+    rows = result if isinstance(result, list) else []
+    seconds = rows[-1].get("trial/seconds") if rows else None
+    est.finished(group, units, evals if evals is not None else n_seeds * len(rows), seconds)
+    _update(run)
+
+
+def _tune_note(run: Cell, method: str):
+    """The listener's hook for a finished tuning trial: units = the cost it reached on each seed."""
+    seeds, group = len(run.exp.seeds), f"{run.cell}/{method}/tune"
+
+    def done(rows: list[dict]) -> None:
+        if (est := _estimate(run)) is None:
+            return
+        units = seeds * float(rows[-1].get("cost/fraction", 0.0)) if rows else 0.0
+        est.finished(group, units, seeds * len(rows), rows[-1].get("trial/seconds") if rows else None)
+        _update(run)
+    return done
 
 
 def _restore_tuned(run: Cell) -> int:
@@ -200,11 +330,12 @@ def _reuse(run: Cell, method: str, name: str) -> bool:
     return False
 
 
-def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, result, extra: dict) -> None:
-    """One plain (non-Tune) trial as a child run of `method`'s parent; its rows go to the parent's table
-    and, whole, to the child's own table (which --resume reads back)."""
+def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, result, extra: dict, seeds) -> None:
+    """One plain (non-Tune) trial on `seeds` as a child run of `method`'s parent; its rows go to the parent's
+    table and, whole, to the child's own table (which --resume reads back)."""
     child = run.tracker.start_child(run.parents[method], name, hparams,
-                                    {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name})
+                                    {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name},
+                                    run.inputs(method, seeds))
     head = {"attack": run.attack, "method": method, "trial_id": name, **extra, "hparams": hparams_json(hparams)}
     if isinstance(result, str):
         rows = [{**head, "run_status": "FAILED", "error": result}]
@@ -233,11 +364,16 @@ def references(run: Cell) -> None:
     seeds = run.exp.seeds
     mine = (GOLD if run.level == run.exp.discovery[0] else ()) + ((IDENTIFIED,) if run.level < 1 else ())
     todo = [m for m in mine if not _reuse(run, m, m)]
+    _enter(run, "refs")
+    _skip(run, f"{run.cell}/refs", len(mine) - len(todo))
+    units = {m: len(seeds) * (m == IDENTIFIED) for m in todo}  # retrain_identified trains its model (once cached)
     results = run.tuning.run_trials([_config(run, m) for m in todo], run.exp.gpus_per_trial,
-                                    run.exp.max_failures, run.exp.device) if todo else []
+                                    run.exp.max_failures, run.exp.device,
+                                    lambda i, r: _note(run, f"{run.cell}/refs", r, len(seeds), units[todo[i]])
+                                    ) if todo else []
     for method, result in zip(todo, results):
         _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
-                   {"phase": "tune", "n_seeds": len(seeds)})
+                   {"phase": "tune", "n_seeds": len(seeds)}, seeds)
         if isinstance(result, str):
             run.progress(f"[{run.cell}/{method}] FAILED ({result}): removal cannot be computed without it")
         else:
@@ -303,13 +439,17 @@ def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
         if exp.relapse is not None and method != IDENTIFIED:  # relapse: the chosen models and both gold controls
             cfg["relapse"] = exp.relapse.as_dict()
     t0 = time.perf_counter()
+    work = [_planned(exp, j[0]) for j in jobs]
+    _enter(run, "fresh")
+    _replan(run, f"{run.cell}/fresh", work)
     results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
-                                    run.exp.device) if jobs else []
+                                    run.exp.device, lambda i, r: _note(run, f"{run.cell}/fresh", r, 1,
+                                                                       work[i][0], work[i][1])) if jobs else []
     for (cfg, method, source, hparams, seed), result in zip(jobs, results):
         tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
                 "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
         extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
-        _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra)
+        _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra, [seed])
         if "save_models" in cfg and not isinstance(result, str):
             _log_models(run, method, cfg["save_models"])
         if isinstance(result, str):

@@ -26,11 +26,12 @@ from .registry import attacks, datasets, models
 from .training import Recipe, full_precision, prepare, train_from_scratch
 from .workercache import remember
 
-BASE_VERSION = 6  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 7  # bump when training, crafting or evaluation code changes what a cached model means
 # (3: manifest.json carries checksums; older entries are simply not found and get rebuilt;
 #  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale;
 #  5: poisoning.pt holds plain tensors (loaded with weights_only=True), crafting and training on the device;
-#  6: witches_brew crafts against the scenario's own model and recipe with the reference's step size)
+#  6: witches_brew crafts against the scenario's own model and recipe with the reference's step size;
+#  7: the manifest records the content digests of the data (`data`), which every MLflow run names as its inputs)
 FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what train_base writes (and a manifest vouches for)
 _DATASETS: OrderedDict[str, DataSet] = OrderedDict()  # see sweeper/workercache.py
 
@@ -138,6 +139,9 @@ def train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, devic
         "retrain_units": scenario.recipe.retrain_units(len(poisoning.train) - len(poisoning.forget)),
         "craft_seconds": poisoning.craft_seconds, "craft_units": poisoning.craft_units,
         "train_seconds": timings, "metrics": refs, "torch": torch.__version__, "device": str(device),
+        "data": {"dataset": data.name, "train": poisoning.train.digest(), "n_train": len(poisoning.train),
+                 "val": data.val.digest(), "n_val": len(data.val), "test": data.test.digest(),
+                 "n_test": len(data.test)},
     }
 
 

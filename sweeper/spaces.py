@@ -1,5 +1,5 @@
 """Search spaces: `search_spaces/NAME.yaml`, data checked against the method's signature (Optuna is
-imported here and nowhere else).
+imported here and, under the Ray edge, in tuning/: the searcher and the dashboard's mirror).
 
     params:                      # keys = the method's keyword-only hyperparameters, all of them
       lr: {low: 1.0e-4, high: 1.0e-1, log: true}     # float (int with `type: int`)

@@ -20,11 +20,13 @@ from .config import Experiment
 from .errors import SweeperError
 from .listener import Progress
 from .phases import GOLD, Cell, Shared, Tuning
+from .progress import Board, Estimate
 from .readback import SweepResult, rebuild_report, resume_command
 from .workdir import DEFAULT_WORKDIR, prepare_storage, prepare_workdir, report_folder, storage_choice
 
 if TYPE_CHECKING:
     from .tracking import RunWriter
+    from .tuning.studies import StudyMirror
 
 __all__ = ["SweepResult", "run_sweep"]
 
@@ -35,12 +37,16 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
               storage: str | os.PathLike | None = None, max_failures: int | None = None,
               max_concurrent: int | None = None,
               resume: str | bool | None = None, progress: Progress = print,
-              command: list[str] | None = None) -> SweepResult:
+              command: list[str] | None = None, optuna_storage: str | None = None) -> SweepResult:
     """Run a whole sweep and write its report. `experiment`: an Experiment, a YAML path, a bundled
     name, or None for the quickstart. `name`: the sweep's name, which must be new; without it the
     experiment's name, numbered if taken. `command`: the command line that started it, recorded on the
-    sweep so that `sweeper sweeps` can say how to resume it. Every input is checked before anything is
-    written to MLflow."""
+    sweep so that `sweeper sweeps` can say how to resume it. `optuna_storage`: the Optuna RDB storage URL
+    the sweep's studies are mirrored to, for optuna-dashboard (default sqlite:///WORKDIR/optuna.db; "none":
+    no mirror). `progress`: where messages go; a `progress.Board` also gets the estimate of time left (a
+    plain callable gets it appended to the lines that report finished work). Every input is checked before
+    anything is written to MLflow."""
+    progress = progress if isinstance(progress, Board) else Board(progress, tty=False)
     exp = experiment if isinstance(experiment, Experiment) else config.load(experiment, profile)
     exp = config.apply_options(exp, trials=trials, gpus_per_trial=gpus_per_trial, max_failures=max_failures,
                                max_concurrent=max_concurrent)  # validated as the file's keys are
@@ -49,11 +55,15 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
     wd = prepare_workdir(workdir)
     from . import tracking  # the MLflow edge: imported only when a sweep really runs
     from . import tuning    # the Ray edge
+    from .tuning import studies  # Optuna's storage, for optuna-dashboard
 
     uri = tracking_uri or tracking.default_uri(wd)
     started = False
     try:
         address = tuning.check(address)  # seconds; before a new tracking store's ~10 s of schema creation
+        optuna_url = studies.url(optuna_storage, wd)  # None: no mirror
+        if optuna_url:
+            studies.check(optuna_url)  # milliseconds, before a new MLflow store's ~10 s
         tracking.open_store(uri, wd)  # before Ray starts: a bad URI costs nothing and leaves nothing
         if resume:
             name = _resumable(uri, wd, exp, resume)
@@ -82,8 +92,11 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
         where = ("embedded " if started and not address else "joined ") + tuning.describe()
         if resume:
             where = f"resuming sweep {name}; {where}"
-        return _run(exp, wd, root, uri, tracking.RunWriter(record), tuning, progress, where, bool(resume))
+        mirror = studies.StudyMirror(optuna_url, record.sweep, exp, progress,
+                                     resumed=bool(resume)) if optuna_url else None
+        return _run(exp, wd, root, uri, tracking.RunWriter(record), tuning, progress, where, bool(resume), mirror)
     finally:
+        progress.close()
         if started:
             tuning.stop()
 
@@ -122,12 +135,12 @@ def _resumable(uri: str, wd: Path, exp: Experiment, resume: str | bool) -> str:
 
 def _run(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunWriter, tuning: Tuning,
          progress: Progress, where: str,
-         resumed: bool = False) -> SweepResult:
+         resumed: bool = False, mirror: StudyMirror | None = None) -> SweepResult:
     """The sweep proper. Whatever stops it (Ctrl-C, an error) closes every run it opened, as KILLED or
     FAILED, and tags the sweep, so an interrupted sweep never looks finished."""
     cells: list[Cell] = []
     try:
-        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, cells, resumed)
+        result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, cells, resumed, mirror)
     except BaseException as e:
         _abort(tracker, cells, e, progress)
         raise
@@ -159,7 +172,7 @@ def _abort(tracker: RunWriter, cells: list["Cell"], error: BaseException, progre
 
 def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunWriter, tuning: Tuning,
             progress: Progress, where: str,
-            cells: list["Cell"], resumed: bool = False) -> SweepResult:
+            cells: list["Cell"], resumed: bool = False, mirror: StudyMirror | None = None) -> SweepResult:
     sweep = tracker.sweep
     base_dir = str(store.join(root, "base"))
     if root != wd:
@@ -174,7 +187,15 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
 
     plugin_specs = [plugins.spec(p) for p in exp.plugins]  # shipped with every task: workers need no path
     # Later looks' fresh seeds get their base models when a look asks for them (fresh): most never do.
+    estimate = _estimate(progress, exp, tuning)
+    if estimate is not None:
+        estimate.enter("bases")
+    t_base = time.perf_counter()
     built = tuning.build_bases(list(exp.scenarios), first_look, base_dir, exp.device, exp.max_failures, plugin_specs)
+    manifests = phases.Manifests(base_dir)
+    if estimate is not None:
+        _base_work(estimate, built, time.perf_counter() - t_base, exp, manifests)
+        progress.update()
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = provenance.common_tags(sweep, exp.profile)
     rows: list[dict] = []
@@ -189,7 +210,8 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
         parents += refs.values()
         shared = Shared(refs, {m: [] for m in GOLD})
         for level in exp.discovery:
-            run = phases.level_run(exp, scenario, level, base, root, tracker, tuning, tags, progress, logged, shared)
+            run = phases.level_run(exp, scenario, level, base, root, tracker, tuning, tags, progress, logged, shared,
+                                   manifests, mirror=mirror)
             cells.append(run)
             parents += [p for m, p in run.parents.items() if m not in GOLD]
             phases.references(run)
@@ -197,12 +219,16 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
             phases.fresh(run)
             for method, parent in run.parents.items():
                 if method not in GOLD:
+                    tracker.log_inputs(parent, run.parent_inputs(method))
                     tracker.end_parent(parent, run.tables[method])
                     rows += run.tables[method]
         for method, parent in refs.items():
+            tracker.log_inputs(parent, run.parent_inputs(method))
             tracker.end_parent(parent, shared.tables[method])
             rows += shared.tables[method]
     folder = report_folder(wd, sweep)
+    if estimate is not None:
+        estimate.enter("report")
     from . import report  # summary and rendering: only once every phase is done
 
     summary = report.write(pd.DataFrame(rows), folder, exp.delta, exp.search_space, f"sweeper report: {sweep}",
@@ -212,25 +238,69 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
         first = run.level == exp.discovery[0]
         _log_parent_summary(run, summary[(summary.attack == run.attack) & (summary.discovery == run.level)],
                             [m for m in run.parents if first or m not in GOLD])
-    progress(report.table(summary, exp.delta))
+    progress(report.table(summary, exp.delta, folder))
     progress(f"report: {folder / 'report.html'} ({time.perf_counter() - t0:.1f}s); "
-             f"MLflow: mlflow ui --backend-store-uri {uri}")
+             f"MLflow: {mlflow_page(uri, tracker.record.experiment_id)}"
+             + (f"; Optuna: optuna-dashboard {mirror.url}" if mirror else ""))
     return SweepResult(sweep, wd, uri, summary, folder, exp.delta)
+
+
+def mlflow_page(uri: str, experiment_id: str) -> str:
+    """How to open the sweep's runs table: MLflow 3.17's UI starts in its GenAI mode (a per-browser toggle
+    the experiment's kind tag does not change), so the address asks for the model-training view."""
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{page}"
+
+
+def _estimate(progress: Progress, exp: Experiment, tuning: Tuning) -> Estimate | None:
+    """The sweep's estimate of time left (sweeper/progress.py), planned for every cell, on its board."""
+    if not isinstance(progress, Board):
+        return None
+    slots = exp.max_concurrent or tuning.slots(exp.gpus_per_trial, exp.device).concurrent
+    progress.estimate = Estimate(slots)
+    phases.plan_work(progress.estimate, exp)
+    return progress.estimate
+
+
+def _base_work(estimate: Estimate, built, seconds: float, exp: Experiment, manifests: phases.Manifests) -> None:
+    """The base models just built: two trainings per (attack, seed) (θ_poisoned and θ_retrain), run in
+    parallel on the slots; their rate weighs a unit until trials are measured. All cached: the rate their
+    manifests recorded for θ_retrain's training."""
+    n = built.trained + len(built.rebuilt)
+    for _ in range(n):
+        estimate.finished("bases", 2.0, 0.0)
+    if n:
+        estimate.base_models(2.0 * n, seconds * min(n, estimate.slots))
+        return
+    recorded = [m["train_seconds"]["retrain"] for sc in exp.scenarios for _, m in manifests(sc, exp.seeds)]
+    if recorded:
+        estimate.base_models(len(recorded), sum(recorded))
 
 
 PARENT_METRICS = ("removal", "removal_ci_low", "removal_ci_high", "removal_pooled", "acc_test", "acc_val",
                   "attack_effect", "cost_fraction")
+# Also flat, one metric per budget (`removal.b0.04`): MLflow's runs table and Compare show only a stepped
+# metric's last step, so without these the table could not say which method removes the most at each budget.
+FLAT_METRICS = ("removal", "removal_ci_low", "removal_ci_high", "acc_test")
+
+
+def flat_name(name: str, budget: float) -> str:
+    return f"{name}.b{budget:g}"
 
 
 def _log_parent_summary(run: "Cell", summary: pd.DataFrame, methods: list[str]) -> None:
     """Each parent run gets its report rows as metrics stepped by budget (step = per-mille, as the
-    trials'), the configuration chosen at its largest budget as params and, per budget, as a tag: the
-    UI's Compare view then works on parent runs."""
+    trials') and flat per budget, the configuration chosen at its largest budget as params and, per
+    budget, as a tag: the runs table and the UI's Compare view then answer per budget."""
     for method in methods:
         parent = run.parents[method]
         mine = summary[summary.method == method].sort_values("budget")
         metrics = [(name, float(r[name]), float(r["budget"])) for _, r in mine.iterrows()
                    for name in PARENT_METRICS if name in r and pd.notna(r[name])]
+        metrics += [(flat_name(name, r["budget"]), float(r[name]), 0.0) for _, r in mine.iterrows()
+                    for name in FLAT_METRICS if name in r and pd.notna(r[name])]
         chosen = {f"{r['budget']:g}": json.loads(r["hparams"]) for _, r in mine.iterrows()
                   if isinstance(r["hparams"], str) and r["hparams"] not in ("", "{}")}
         last = chosen[max(chosen, key=float)] if chosen else {}

@@ -168,24 +168,23 @@ def _with_interval(s: pd.DataFrame) -> list[str]:
     return out
 
 
-def table(summary: pd.DataFrame, delta: float | None = None) -> str:
-    """The summary's main columns as the plain-text table the sweep prints when it ends, then the rows
-    still open at the last look and how far they sit from the margin."""
-    s = summary.copy()
-    s[REMOVAL] = _with_interval(s)
-    s["tau"] = s.removal_tau
-    cols = ["attack", "method", "budget", REMOVAL, "removal_tuning", "acc_test", "gus_z",
-            "cost_fraction", "n_trials", "n_fresh", "tau", "verdict", "status"]
-    if len(_levels(summary)) > 1:  # discovery levels: the level and the like-with-like verdict
+def table(summary: pd.DataFrame, delta: float | None = None, folder: Path | None = None) -> str:
+    """What the sweep prints when it ends: equivalence.csv's one line per (attack, method) — the verdict
+    over its budgets in words, the smallest equivalent budget, the best removal, what tuning cost — then
+    the rows still open at the last look and how far they sit from the margin, and where the rest is
+    (report.html, summary.csv: every budget, interval, accuracy and GUS)."""
+    eq = equivalence(summary).rename(columns={"smallest_equivalent_budget": "equivalent_from",
+                                               "tuning_cost_retrains": "tuning_cost"})
+    cols = ["attack", "method", "verdict", "equivalent_from", "best_removal", "tuning_cost"]
+    if len(_levels(summary)) > 1:
         cols[1:1] = ["discovery"]
-        cols += ["removal_identified", "verdict_identified"]
-    if relapse_lengths(summary):  # the longest relapse: removal after it and its verdict
-        key = f"relapse{relapse_lengths(summary)[-1]:g}"
-        cols += [f"removal_{key}", f"verdict_{key}"]
-    with pd.option_context("display.width", 220, "display.max_rows", 1000):
-        text = s[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    with pd.option_context("display.width", 220, "display.max_rows", 1000, "display.max_colwidth", 80):
+        text = eq[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") if not eq.empty else \
+            "no searched method"
     undecided = open_text(summary, delta)
-    return text + ("\n" + undecided if undecided else "")
+    rest = (f"every budget, interval, accuracy and GUS: {folder / 'report.html'} and {folder / 'summary.csv'}"
+            if folder is not None else "every budget, interval, accuracy and GUS: report.html and summary.csv")
+    return text + ("\n" + undecided if undecided else "") + "\n" + rest
 
 
 def open_text(summary: pd.DataFrame, delta: float | None = None) -> str:

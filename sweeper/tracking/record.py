@@ -19,6 +19,9 @@ from .store import artifact_location, check_server
 STATUS_TAG = "sweeper.status"  # running -> finished | interrupted | failed; "died" when found dead later
 COMMAND_TAG = "sweeper.command"  # the command line that started the sweep (JSON list), for its resume command
 OWNER_TAG = "sweeper.owner"    # host/pid/start time of the driver, to tell a killed sweep from a live one
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, latency): a sweep trains models,
+# so it opens on the runs table instead (docs/architecture.md, Where users look).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class SweepRecord:
@@ -37,7 +40,7 @@ class SweepRecord:
         makes this atomic, so two runs started together can never share one sweep. `numbered`: take the
         next free name (quickstart-2, ...); otherwise a taken name is an error."""
         wanted, i = self.sweep, 1
-        tags = {STATUS_TAG: "running", OWNER_TAG: json.dumps(procs.me(), sort_keys=True),
+        tags = {KIND_TAG: KIND, STATUS_TAG: "running", OWNER_TAG: json.dumps(procs.me(), sort_keys=True),
                 **({COMMAND_TAG: json.dumps(command)} if command else {})}
         while True:
             name = wanted if i == 1 else f"{wanted}-{i}"
@@ -61,6 +64,7 @@ class SweepRecord:
         self._experiment_id = found.experiment_id
         self.command = json.loads(found.tags.get(COMMAND_TAG, "null"))
         self.client.set_experiment_tag(found.experiment_id, OWNER_TAG, json.dumps(procs.me(), sort_keys=True))
+        self.client.set_experiment_tag(found.experiment_id, KIND_TAG, KIND)  # a sweep logged before the tag existed
         self.set_status("running")
 
     @property

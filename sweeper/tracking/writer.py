@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.exceptions import MlflowException
 
 from .reader import CHILD_TABLE, EXPERIMENT_FILE, INTERRUPTED_TAG, PARENT_TABLE, search
@@ -51,7 +52,7 @@ class RunWriter:
         self.client.log_text(run.info.run_id, json.dumps(config, indent=1, default=str), EXPERIMENT_FILE)
         return run.info.run_id
 
-    def start_child(self, parent_id: str, name: str, params: dict, tags: dict) -> str:
+    def start_child(self, parent_id: str, name: str, params: dict, tags: dict, inputs: list | None = None) -> str:
         run = self.client.create_run(self.record.experiment_id, run_name=name,
                                      tags={**tags, "mlflow.parentRunId": parent_id, "level": "trial"})
         self.open_runs.add(run.info.run_id)
@@ -59,7 +60,18 @@ class RunWriter:
         if tags.get("discovery"):  # a level's runs: filterable by parameter, as their parents
             params = {**params, "discovery": tags["discovery"]}
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.log_inputs(run.info.run_id, inputs or [])
         return run.info.run_id
+
+    def log_inputs(self, run_id: str, inputs: list) -> None:
+        """The data sets a run saw (sweeper.inputs.Input), as MLflow inputs with their context and sweeper's
+        own digest: the runs table's Dataset column then names them."""
+        if not inputs:
+            return
+        self.client.log_inputs(run_id, datasets=[DatasetInput(
+            Dataset(name=i.name, digest=i.digest, source_type="sweeper",
+                    source=json.dumps({"base_entry": i.entry}), profile=json.dumps({"num_rows": i.rows})),
+            [InputTag(MLFLOW_DATASET_CONTEXT, i.context)]) for i in inputs])
 
     def end_child(self, run_id: str, status: str, rows: list[dict], tags: dict | None = None) -> None:
         """status: FINISHED, KILLED (stopped early by the scheduler) or FAILED."""

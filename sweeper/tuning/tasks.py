@@ -2,6 +2,8 @@
 searcher, every core used."""
 from __future__ import annotations
 
+from typing import Callable
+
 import ray
 
 from .. import plugins
@@ -34,23 +36,33 @@ def _run_plain(config: dict) -> list[dict]:
     return run_trial(config)
 
 
-def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL,
-               max_failures: int = 2, device: str = "auto") -> list[list[dict] | str]:
+def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL, max_failures: int = 2,
+               device: str = "auto", on_result: Callable[[int, list[dict] | str], None] | None = None
+               ) -> list[list[dict] | str]:
     """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
     searcher. Each entry is the trial's rows, or its error line if it raised. A task whose worker or node
-    dies is retried up to `max_failures` times; an exception it raises is not (it would raise again)."""
+    dies is retried up to `max_failures` times; an exception it raises is not (it would raise again).
+    `on_result(i, result)` hears of each as it finishes (for the progress estimate), in whatever order."""
     options = {**slots(gpus_per_trial, device).trial_task, "max_retries": max_failures}
     refs = [_run_plain.options(**options).remote(c) for c in configs]
-    out: list[list[dict] | str] = []
-    for ref in refs:
-        try:
-            out.append(ray.get(ref))
-        except ray.exceptions.RayTaskError as e:
-            lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
-            out.append(f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}")
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.ObjectLostError) as e:  # retries exhausted: this task fails, the sweep goes on
-            out.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'lost'}")
+    index = {ref: i for i, ref in enumerate(refs)}
+    out: list[list[dict] | str | None] = [None] * len(refs)
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i = index[ready[0]]
+        out[i] = _outcome(ready[0])
+        if on_result is not None:
+            on_result(i, out[i])
     return out
 
 
+def _outcome(ref) -> list[dict] | str:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        lines = [ln for ln in str(e.cause if e.cause else e).strip().splitlines() if ln.strip()]
+        return f"{type(e.cause).__name__}: {lines[-1] if lines else 'unknown error'}"
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.ObjectLostError) as e:  # retries exhausted: this task fails, the sweep goes on
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'lost'}"

@@ -1,5 +1,6 @@
 """A sweep logging to a real `mlflow server` on 127.0.0.1 (what a cluster uses instead of SQLite)."""
 import contextlib
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -11,8 +12,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from mlflow import MlflowClient
 
-from sweeper import readback, sweep, tracking
+from sweeper import config, readback, sweep, tracking
+from sweeper.basecache import base_models
 from sweeper.errors import SweeperError
 
 pytestmark = pytest.mark.slow
@@ -85,6 +88,47 @@ def test_sweep_logs_to_a_real_mlflow_server(server, tmp_path, ray_session):
     assert (folder / "server-artifacts").exists()      # artifacts went through the server
     rebuilt = readback.rebuild_report(tmp_path / "wd", tracking_uri=server)
     assert set(rebuilt.summary.method) == {"none", "retrain", "gd"} and len(result.summary) == 4
+    _where_users_look(MlflowClient(server), runs, result, config.load(path).scenarios[0], tmp_path / "wd" / "base")
+
+
+def _expected_inputs(scenario, seed: int, base_dir) -> dict:
+    """name -> (context, digest) of what a run on `seed` may name, computed from the cached data itself."""
+    base = base_models(scenario, seed, base_dir)
+    train, poisons = base.poisoning.train.digest(), base.poisoning.forget.tolist()
+
+    def cut(how: str) -> str:  # a subset's digest: its parent's and the indices (sweeper/inputs.py)
+        return hashlib.sha256(f"{train}|{how}|{','.join(map(str, poisons))}".encode()).hexdigest()[:16]
+
+    head = f"digits/gaussian/seed{seed}"
+    return {f"{head}/poisoned": ("train", train), f"{head}/clean": ("train", cut("without")),
+            f"{head}/forget": ("forget", cut("only")), "digits/val": ("validation", base.data.val.digest()),
+            "digits/test": ("test", base.data.test.digest())}
+
+
+def _where_users_look(client, runs, result, scenario, base_dir):
+    """Issue 22: the experiment opens on its runs; every run names the data it saw, with digests of the data's
+    content; parents carry one flat metric per budget (the runs table shows only a stepped metric's last step)."""
+    assert client.get_experiment_by_name(result.name).tags["mlflow.experimentKind"] == "custom_model_development"
+    expected = {seed: _expected_inputs(scenario, seed, base_dir) for seed in (0, 1, 2)}
+    contexts = {"none": ["test", "train", "validation"], "retrain": ["test", "train", "validation"],
+                "gd": ["forget", "test", "train", "validation"]}
+    for _, run in runs.iterrows():
+        seen = {d.dataset.name: (next(t.value for t in d.tags if t.key == "mlflow.data.context"), d.dataset.digest)
+                for d in client.get_run(run.run_id).inputs.dataset_inputs}
+        seeds = [0] if run["tags.phase"] == "tune" else [int(run["tags.seed"])] if run["tags.level"] == "trial" \
+            else [0, 1, 2]  # a parent: its tuning seed and both fresh seeds
+        want = {n: v for s in seeds for n, v in expected[s].items()
+                if ("/poisoned" not in n or run["tags.method"] == "none") and ("/clean" not in n or run["tags.method"] != "none")
+                and ("/forget" not in n or run["tags.method"] == "gd")}
+        assert seen == want, (run["tags.method"], run["tags.level"], run["tags.phase"])
+        assert sorted({c for c, _ in seen.values()}) == contexts[run["tags.method"]]
+    parents = runs[runs["tags.level"] == "parent"]
+    assert len(parents) == 3
+    for _, parent in parents.iterrows():
+        mine = result.summary[result.summary.method == parent["tags.method"]]
+        for row in mine.itertuples():
+            for name in ("removal", "acc_test"):
+                assert parent[f"metrics.{name}.b{row.budget:g}"] == pytest.approx(getattr(row, name), nan_ok=True)
 
 
 def test_a_server_that_stops_answering_is_an_error_not_an_absent_artifact(own_server, tmp_path):

@@ -174,9 +174,9 @@ def test_an_unusable_store_is_one_line(bucket):
 @pytest.mark.slow
 def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(gcs, tmp_path):
     """`sweeper run --storage gs://...` in a subprocess: base models, Tune's records and the chosen models
-    land in the bucket; the work directory holds MLflow's store and the report only; the chosen model
-    logged to MLflow loads. (The same for s3:// is checked by the resume test below, on its own sweep: one
-    full sweep per store, CI time.)"""
+    land in the bucket; the work directory holds MLflow's store, the Optuna mirror and the report only; the
+    chosen model logged to MLflow loads. (The same for s3:// is checked by the resume test below, on its own
+    sweep: one full sweep per store, CI time.)"""
     exp = tmp_path / "obj.yaml"
     exp.write_text(yaml.safe_dump({
         "name": "obj", "dataset": "digits", "model": {"name": "small_cnn", "width": 8},
@@ -202,7 +202,7 @@ def test_a_sweep_keeps_nothing_but_mlflow_on_the_driver_disk(gcs, tmp_path):
     assert sum(n.startswith("base/") and n.endswith("/manifest.json") for n in names) == 3  # seeds 0, 100 and 101
     assert any(n.startswith("ray/obj/gaussian/") for n in names)
     assert any(n.startswith("models/obj/gaussian/gd/") and n.endswith(".safetensors") for n in names)
-    assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == ["artifacts", "mlflow.db", "report"]
+    assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == ["artifacts", "mlflow.db", "optuna.db", "report"]
     load = subprocess.run([sys.executable, "-c", "import sys, sweeper; m = sweeper.load_model('obj', 'gaussian', "
                            "'gd', 0.04, workdir=sys.argv[1]); print(type(m).__name__)", str(tmp_path / "wd")],
                           capture_output=True, text=True, timeout=120)
@@ -238,6 +238,7 @@ def test_a_killed_sweep_resumes_from_tunes_records_in_the_bucket(s3, tmp_path, m
     tuned = trials(wd, "res").query("level == 'trial' and phase == 'tune' and method not in ['none', 'retrain']")
     assert tuned.trial_id.is_unique and len(tuned) == 6 and not (tuned.status == "RUNNING").any()
     # and, as on gs:// above, the bucket holds what a sweep stores and the driver's disk only MLflow's store
+    # (and the Optuna studies mirrored for optuna-dashboard)
     from pyarrow import fs as pafs
 
     fs, path = storage.filesystem(root)
@@ -245,4 +246,4 @@ def test_a_killed_sweep_resumes_from_tunes_records_in_the_bucket(s3, tmp_path, m
              if i.type == pafs.FileType.File]
     assert sum(n.startswith("base/") and n.endswith("/manifest.json") for n in names) == 1  # seed 0
     assert any(n.startswith("ray/res/gaussian/") for n in names)
-    assert sorted(p.name for p in wd.iterdir()) == ["artifacts", "mlflow.db", "report"]
+    assert sorted(p.name for p in wd.iterdir()) == ["artifacts", "mlflow.db", "optuna.db", "report"]

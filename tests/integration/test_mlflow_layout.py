@@ -1,16 +1,20 @@
 """The MLflow layout read back through MlflowClient: parent runs carry the experiment's settings, the chosen
 configuration and the report's numbers per budget; the git commit under MLflow's own tag; the chosen model of
-each (method, budget) on the first fresh seed loads with one call and reproduces its logged accuracy."""
+each (method, budget) on the first fresh seed loads with one call and reproduces its logged accuracy; each
+method's Optuna study (for optuna-dashboard) holds its tuning runs."""
 import json
 
+import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
-from shared_sweep import SHARED
+from shared_sweep import SEARCHED, SHARED
 from sweeper import config, load_model, provenance, sweep
 from sweeper.metrics import accuracy
 from sweeper.scenario import Scenario
+from sweeper.tuning import studies
 
 pytestmark = pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
 
@@ -58,3 +62,43 @@ def test_the_chosen_model_loads_in_one_call_and_reproduces_its_logged_accuracy(s
     assert accuracy(model, scenario.load_data().test) == pytest.approx(logged)
     with pytest.raises(sweep.SweeperError, match="no model logged"):
         load_model(result.name, "gaussian", "gd", 0.03, workdir=result.workdir)
+
+
+def test_each_methods_optuna_study_mirrors_its_tuning_runs(swept, shared_sweep):
+    """optuna-dashboard's view (sweeper/tuning/studies.py): a study per (attack, method) holding each Tune trial
+    once, as MLflow has it: its hyperparameters, its objective per budget step, its state (FINISHED -> COMPLETE,
+    KILLED by ASHA -> PRUNED, FAILED or over budget -> FAIL)."""
+    result, client, runs, _ = swept
+    url = studies.default_url(result.workdir)
+    assert any(f"optuna-dashboard {url}" in line for line in shared_sweep.lines)
+    attacks = [a["name"] for a in SHARED["attack"]]
+    names = {s.study_name for s in optuna.get_all_study_summaries(url) if s.study_name.startswith(f"{result.name}/")}
+    assert names == {f"{result.name}/{a}/{m}" for a in attacks for m in SEARCHED}
+    states = set()
+    for attack in attacks:
+        for method in SEARCHED:
+            study = optuna.load_study(study_name=f"{result.name}/{attack}/{method}", storage=url)
+            assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+            assert study.user_attrs["method"] == method and study.user_attrs["budgets"] == SHARED["budgets"]
+            tuned = [r for r in runs if r.data.tags.get("phase") == "tune" and r.data.tags.get("attack") == attack
+                     and r.data.tags.get("method") == method]
+            held = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+            assert len(held) == len(study.trials) == len(tuned) == SHARED["trials"]
+            for run in tuned:
+                t = held[run.data.tags["trial_id"]]
+                assert t.user_attrs["mlflow_run_id"] == run.info.run_id
+                assert {k: str(v) for k, v in t.params.items()} == run.data.params
+                curve = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "objective")}
+                over = run.data.metrics.get("over_budget") == 1
+                expected = (TrialState.FAIL if run.info.status == "FAILED" or over else
+                            TrialState.PRUNED if run.info.status == "KILLED" else TrialState.COMPLETE)
+                assert t.state == expected, (method, run.info.status)
+                states.add("over budget" if over else t.state.name)
+                assert over == ("over_budget" in t.user_attrs)
+                assert t.intermediate_values == ({} if over else curve)
+                if expected != TrialState.FAIL:
+                    assert t.value == run.data.metrics["objective"] == curve[max(curve)]
+                    assert t.user_attrs["budget"] == max(curve) / 1000
+    # gd's lr = -1 fails (shared_sweep.py); ssd's fixed cost exceeds both budgets; which ga trial ASHA stops
+    # depends on which reaches the first rung first
+    assert {"COMPLETE", "FAIL", "over budget"} <= states

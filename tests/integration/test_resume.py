@@ -3,6 +3,7 @@ and report rows as an uninterrupted run of the same experiment, and no trial log
 import signal
 import subprocess
 
+import optuna
 import pandas as pd
 import pytest
 from helpers import SWEEPER
@@ -10,6 +11,7 @@ from mlflow import MlflowClient
 from test_interruptions import Sweep, sweep_status
 
 from sweeper import tracking
+from sweeper.tuning import studies
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +29,20 @@ def trials(wd, name) -> pd.DataFrame:
     return pd.DataFrame([{"status": r.info.status, "level": r.data.tags.get("level"), "name": r.info.run_name,
                           "method": r.data.tags.get("method"), "phase": r.data.tags.get("phase"),
                           "trial_id": r.data.tags.get("trial_id")} for r in runs])
+
+
+def assert_studies_match(wd, name: str, tuned: pd.DataFrame) -> None:
+    """Each method's Optuna study (optuna-dashboard's view) holds each tuning run once, in the run's state:
+    none of the trials the killed driver mirrored after Tune's last saved state, none twice."""
+    for method in EXP["methods"]:
+        study = optuna.load_study(study_name=f"{name}/gaussian/{method}", storage=studies.default_url(wd))
+        held = [t.user_attrs["tune_trial_id"] for t in study.trials]
+        mine = tuned[tuned.method == method]
+        assert len(held) == len(set(held)) == len(mine) == EXP["trials"], (method, held)
+        assert set(held) == set(mine.trial_id)
+        state = {"FINISHED": "COMPLETE", "KILLED": "PRUNED", "FAILED": "FAIL"}
+        assert ({t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials}
+                == {r.trial_id: state[r.status] for r in mine.itertuples()})
 
 
 def summary(wd, name) -> list[tuple]:
@@ -57,6 +73,7 @@ def test_a_killed_sweep_resumes_to_what_an_uninterrupted_one_gives(tmp_path):
     assert not (after.status == "RUNNING").any()
     tuned = after[(after.level == "trial") & (after.phase == "tune")]
     assert tuned.trial_id.is_unique  # no trial logged twice
+    assert_studies_match(wd, "res", tuned)
     for frame in (before, after):
         frame["key"] = frame.level + "/" + frame.method.fillna("") + "/" + frame.phase.fillna("")
     assert before.key.value_counts().to_dict() == after.key.value_counts().to_dict()

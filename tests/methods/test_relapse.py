@@ -2,7 +2,6 @@
 Each test fails on a wrong implementation: relapse data that holds a poison or a forget point, a relapse
 that depends on anything but the seed, one that touches the trial's own model or checkpoints, one that
 teaches the noise back (GUS of relapsed θ_retrain leaves N(0, 1): a KS test, shown able to fail)."""
-import pytest
 import torch
 from scipy import stats
 

@@ -111,6 +111,11 @@ CASES = [
          ["--tracking-uri", "sqlite:////dev/null/mlflow.db"]),
     case("tracking-sqlite-unwritable", BASE, "cannot write the MLflow store /proc/sweeper-mlflow.db",
          ["--tracking-uri", "sqlite:////proc/sweeper-mlflow.db"]),
+    # --- Optuna storage (optuna-dashboard's mirror): refused before Ray starts, as the tracking URI
+    case("optuna-storage-under-a-file", BASE, "Optuna storage /dev/null/optuna.db: folder /dev/null does not exist",
+         ["--optuna-storage", "sqlite:////dev/null/optuna.db"]),
+    case("optuna-storage-bogus-scheme", BASE, "--optuna-storage bogus://x: Optuna cannot use it",
+         ["--optuna-storage", "bogus://x"]),
 ]
 
 
