@@ -9,6 +9,7 @@ before it; its error is (estimate − truth) / truth. Base models are trained fr
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -41,12 +42,25 @@ def main() -> None:
     ap.add_argument("experiment", nargs="?", default="quickstart")
     ap.add_argument("--profile")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--trace", help="also write every estimate's parts (per kind: work left, pace) to this JSON file")
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sweeper-eta-"))
-    board = Board(lambda _: None, tty=False)
+    trace: list[dict] = []
+    board = Board(lambda line: trace.append({"t": time.monotonic(), "line": line[:120]}), tty=False)
+    update = board.update
+
+    def traced() -> None:  # the estimate's parts at each update, for --trace
+        update()
+        done, left = board.estimate.work()
+        trace.append({"t": time.monotonic(), "left": board.history[-1][2], "kind": board.estimate._kind,
+                      "work_left": left, "work_done": done, "rates": board.estimate.rates(),
+                      "pace": {k: board.estimate.pace(k, done) for k in left}})
+    board.update = traced
     start = time.monotonic()
     run_sweep(config.load(args.experiment, args.profile), workdir=workdir, progress=board)
     end = time.monotonic()
+    if args.trace:
+        Path(args.trace).write_text(json.dumps({"start": start, "end": end, "trace": trace}, indent=0))
     print(f"{args.experiment} ({args.profile or 'default profile'}): {end - start:.1f} s wall, "
           f"{len(board.history)} estimates")
     for p, (truth, estimate, error) in errors(board.history, start, end).items():

@@ -52,6 +52,10 @@ from .training import Recipe
 DEFAULT_FRESH = 3   # fresh seeds when the file names none: the next integers after the tuning seeds
 
 
+REDUCTION_FACTOR = 2  # ASHA's: rungs at the first budget × 2^k (exact in floating point, unlike 3^k); a trial goes
+# on past a rung if it is in the best half of its method's trials there (tuning/tuner.py; progress.py plans by it)
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str

@@ -15,9 +15,9 @@ import pandas as pd
 
 from . import provenance
 from . import storage as store
-from .config import Experiment
+from .config import REDUCTION_FACTOR, Experiment
 from .listener import Listener, Progress
-from .progress import Estimate
+from .progress import Estimate, asha_expectation
 from .report.selection import GOLD, IDENTIFIED, REFERENCES, hparams_json, selections
 
 if TYPE_CHECKING:
@@ -211,9 +211,11 @@ def tune(run: Cell) -> None:
 
 # -- the estimate of time left (sweeper/progress.py) ------------------------------------------------------
 def plan_work(estimate: Estimate, exp: Experiment) -> None:
-    """Plan every cell's jobs at their worst case: references on the tuning seeds, each method's tuning
-    trials to the largest budget, and the first look's fresh runs (two configurations per method, each to
-    the largest budget; re-planned exactly when the look starts)."""
+    """Plan every cell's jobs: references on the tuning seeds; each method's tuning trials at what ASHA is
+    expected to let them reach; the first look's fresh runs, re-planned exactly when the look starts.
+    Until then a method's fresh runs are two configurations per seed that together evaluate each budget
+    once (the selection chooses one configuration per budget) and unlearn halfway between one
+    configuration for every budget (the largest budget) and one per budget (their sum)."""
     seeds, budgets = len(exp.seeds), list(exp.budgets)
     fresh = exp.looks[0] if exp.looks else 0
     r_units, r_evals = _relapse_work(exp)
@@ -222,11 +224,13 @@ def plan_work(estimate: Estimate, exp: Experiment) -> None:
             cell = _cell(scenario.attack, level)
             refs = (len(GOLD) if level == exp.discovery[0] else 0) + (level < 1)
             estimate.plan(f"{cell}/refs", refs, seeds * (level < 1), seeds)
+            reached, checkpoints = asha_expectation(budgets, REDUCTION_FACTOR)
             for m in exp.methods:
-                estimate.plan(f"{cell}/{m}/tune", exp.trials, seeds * budgets[-1], seeds * len(budgets), stops=True)
-            per_method = min(len(budgets), 2)
-            estimate.plan(f"{cell}/fresh", fresh * (per_method * len(exp.methods) + refs),
-                          budgets[-1] + len(budgets) * r_units, len(budgets) * (1 + r_evals))
+                estimate.plan(f"{cell}/{m}/tune", exp.trials, seeds * reached, seeds * checkpoints, stops=True)
+            units = (budgets[-1] + sum(budgets)) / 2
+            estimate.plan(f"{cell}/fresh", fresh * 2 * len(exp.methods), units / 2 + len(budgets) / 2 * r_units,
+                          len(budgets) / 2 * (1 + r_evals))
+            estimate.plan(f"{cell}/gold/fresh", fresh * refs, float(level < 1) + r_units, 1 + r_evals)
 
 
 def _relapse_work(exp: Experiment) -> tuple[float, int]:
@@ -442,6 +446,7 @@ def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
     work = [_planned(exp, j[0]) for j in jobs]
     _enter(run, "fresh")
     _replan(run, f"{run.cell}/fresh", work)
+    _replan(run, f"{run.cell}/gold/fresh", [])  # its references are among the jobs now
     results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
                                     run.exp.device, lambda i, r: _note(run, f"{run.cell}/fresh", r, 1,
                                                                        work[i][0], work[i][1])) if jobs else []

@@ -8,10 +8,9 @@ over its seeds) and its evaluations (checkpoints × seeds): slot-seconds ≈ a·
 fitted to every job's measured seconds. Each kind of phase (references, tuning, fresh runs) then has its
 own pace, wall seconds per slot-second of modelled work, measured while it runs: that takes in how many
 slots it keeps busy and what the model leaves out (Tune's scheduling, MLflow writes, idle slots at its
-end). The time left is each kind's work left at its pace (a kind not yet run: the pace of the phases run
-so far, or before any, every slot busy and 20% lost).
-Groups of jobs not yet run are planned at their worst case (every trial to the largest budget) and move
-towards what their finished jobs cost; a look's fresh runs are re-planned exactly once its configurations
+end). The time left is each kind's work left at its pace (a kind not yet run: every slot busy, 20% lost).
+Tuning trials are planned at what ASHA is expected to let them reach (`asha_expectation`), and every
+group of jobs moves towards what its finished jobs cost; a look's fresh runs are re-planned exactly once its configurations
 are chosen. Later looks of an adaptive sweep are planned when they start (the estimate then grows), and
 the report at the end is not planned."""
 from __future__ import annotations
@@ -21,24 +20,48 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-PRIOR_EVAL_PER_UNIT = 0.05  # e / a before anything was measured: a guess, replaced by the first references
-PRIOR_OVERHEAD = 1.2        # wall / ideal for a kind of phase not yet measured: every slot busy, 20% lost
+# Before anything is measured. An evaluation is a forward pass over the validation, test and forget sets (and
+# GUS's gradients on the poisons); a unit is a whole training run, tens of epochs of forward and backward
+# passes over the training set: about a hundredth. Replaced once the references (evaluation only) finish.
+PRIOR_EVAL_PER_UNIT = 0.01
+PRIOR_OVERHEAD = 1.2  # wall / ideal for a kind of phase not yet measured: every slot busy, 20% lost
+
+
+def asha_expectation(budgets: list[float], reduction: int) -> tuple[float, float]:
+    """(largest budget reached, checkpoints reached) a tuning trial is expected to reach under ASHA with
+    its grace at the first budget: at each rung, the first budget × reduction^k below the largest, it goes
+    on with probability 1/reduction (the best 1/reduction of its method's trials there). Ray's asynchronous
+    ASHA lets its first trials past rungs with no one to compare with, so this is a plan, refined by the
+    trials that finish."""
+    rungs = set()
+    rung = budgets[0]
+    while rung < budgets[-1] - 1e-12:
+        rungs.add(round(rung, 12))
+        rung *= reduction
+    alive, reached, checkpoints = 1.0, 0.0, 0.0
+    for b in budgets:
+        checkpoints += alive
+        if round(b, 12) in rungs:
+            stop = alive * (1 - 1 / reduction)
+            reached += stop * b
+            alive -= stop
+    return reached + alive * budgets[-1], checkpoints
 
 
 @dataclass
 class Group:
     """Jobs of one kind (a method's tuning trials in one cell, its fresh runs, the references, ...)."""
     left: int = 0          # jobs planned, not finished
-    units: float = 0.0     # worst-case units per job
-    evals: float = 0.0     # worst-case evaluations per job
+    units: float = 0.0     # planned units per job
+    evals: float = 0.0     # planned evaluations per job
     seen: list = field(default_factory=list)  # finished jobs' (units, evals)
     stops: bool = False    # jobs a scheduler may stop early (tuning trials)
 
     def expected(self, shrink: float) -> tuple[float, float]:
-        """Units and evaluations one remaining job is expected to take: the worst case, moved towards the
-        mean of the finished ones. For jobs that may stop early the worst case counts as one observation
-        scaled by `shrink` (what finished tuning trials elsewhere took of their worst case), so early
-        stopping seen in one method informs the next."""
+        """Units and evaluations one remaining job is expected to take: the plan, moved towards the mean of
+        the finished ones. For jobs that may stop early the plan counts as one observation scaled by
+        `shrink` (what finished tuning trials took of their plan), so early stopping seen in one method
+        informs the next."""
         shrink = shrink if self.stops else 1.0
         n = len(self.seen)
         units = (self.units * shrink + sum(u for u, _ in self.seen)) / (1 + n)
@@ -59,6 +82,7 @@ class Estimate:
         self.done: dict[str, list[tuple[float, float]]] = {}  # kind -> finished jobs' (units, evals)
         self.timed: list[tuple[float, float, float]] = []     # (units, evals, slot-seconds) where measured
         self.base_rate: float | None = None                    # slot-seconds per unit from the base models
+        self._base = [0.0, 0.0]                                # their units and slot-seconds so far
         self.wall: dict[str, float] = {}                       # kind -> wall seconds spent in its phases
         self._kind, self._since = "", self.start
 
@@ -99,9 +123,12 @@ class Estimate:
             self.timed.append((units, evals, seconds))
 
     def base_models(self, units: float, slot_seconds: float) -> None:
-        """The base models' phase: `units` of training (poisoned and retrain, per seed) in `slot_seconds`."""
+        """Base models trained: `units` of training (θ_poisoned and θ_retrain, per seed) in `slot_seconds`;
+        the rate is over every one reported so far."""
         if units > 0 and slot_seconds > 0:
-            self.base_rate = slot_seconds / units
+            self._base[0] += units
+            self._base[1] += slot_seconds
+            self.base_rate = self._base[1] / self._base[0]
 
     def rates(self) -> tuple[float, float]:
         """(a, e): slot-seconds per unit and per evaluation. Least squares over the timed jobs (seconds ≈
@@ -132,10 +159,10 @@ class Estimate:
         return max(a, a0 / 100), max(e, e0 / 100)
 
     def _shrink(self) -> float:
-        """What finished tuning trials took of their worst case (1 before any finished)."""
+        """What finished tuning trials took of what was planned for them (1 before any finished)."""
         stopping = [g for g in self.groups.values() if g.stops]
-        worst = sum(g.units * len(g.seen) for g in stopping)
-        return min(1.0, sum(u for g in stopping for u, _ in g.seen) / worst) if worst > 0 else 1.0
+        planned = sum(g.units * len(g.seen) for g in stopping)
+        return sum(u for g in stopping for u, _ in g.seen) / planned if planned > 0 else 1.0
 
     # -- answering ---------------------------------------------------------------------------------
     def work(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -150,18 +177,18 @@ class Estimate:
         return done, left
 
     def pace(self, kind: str, done: dict[str, float]) -> float:
-        """Wall seconds per slot-second of `kind`'s work: measured once some of it is done; before, the
-        pace of the trial phases measured so far (the model's errors carry over from one to the other),
-        or, before any, the slots fully used with PRIOR_OVERHEAD on top."""
-        def wall(k: str) -> float:
-            return self.wall.get(k, 0.0) + (self.clock() - self._since if k == self._kind else 0.0)
-
-        if done.get(kind, 0.0) > 0 and wall(kind) > 0:
-            return wall(kind) / done[kind]
-        measured = [k for k in done if k != "bases" and done[k] > 0 and wall(k) > 0]
-        if measured:
-            return sum(wall(k) for k in measured) / sum(done[k] for k in measured)
-        return PRIOR_OVERHEAD / self.slots
+        """Wall seconds per slot-second of `kind`'s work: before any of it is done, the slots fully used
+        with PRIOR_OVERHEAD on top; then what its phases measured, pulled towards that as strongly as two
+        jobs per slot (a phase's first jobs finish after its start-up and beside jobs still running, so
+        alone they read too slow). Kinds differ too much to lend each other a pace: Tune's trials pay a
+        scheduling cost per trial that plain tasks do not."""
+        prior = PRIOR_OVERHEAD / self.slots
+        wall = self.wall.get(kind, 0.0) + (self.clock() - self._since if kind == self._kind else 0.0)
+        n = len(self.done.get(kind, []))
+        if not n or done.get(kind, 0.0) <= 0 or wall <= 0:
+            return prior
+        weight = 2 * self.slots
+        return (n * wall / done[kind] + weight * prior) / (n + weight)
 
     def status(self) -> tuple[float, float | None, float, float]:
         """(fraction of the time done, seconds left or None before anything was measured, work done and

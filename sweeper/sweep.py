@@ -190,12 +190,11 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     estimate = _estimate(progress, exp, tuning)
     if estimate is not None:
         estimate.enter("bases")
-    t_base = time.perf_counter()
-    built = tuning.build_bases(list(exp.scenarios), first_look, base_dir, exp.device, exp.max_failures, plugin_specs)
+    built = tuning.build_bases(list(exp.scenarios), first_look, base_dir, exp.device, exp.max_failures, plugin_specs,
+                               on_built=_base_built(progress, estimate))
     manifests = phases.Manifests(base_dir)
-    if estimate is not None:
-        _base_work(estimate, built, time.perf_counter() - t_base, exp, manifests)
-        progress.update()
+    if estimate is not None and not built.trained and not built.rebuilt:
+        _cached_rate(estimate, exp, manifests)
     progress(f"base models: {built} ({time.perf_counter() - t0:.1f}s)")
     common = provenance.common_tags(sweep, exp.profile)
     rows: list[dict] = []
@@ -264,16 +263,23 @@ def _estimate(progress: Progress, exp: Experiment, tuning: Tuning) -> Estimate |
     return progress.estimate
 
 
-def _base_work(estimate: Estimate, built, seconds: float, exp: Experiment, manifests: phases.Manifests) -> None:
-    """The base models just built: two trainings per (attack, seed) (θ_poisoned and θ_retrain), run in
-    parallel on the slots; their rate weighs a unit until trials are measured. All cached: the rate their
-    manifests recorded for θ_retrain's training."""
-    n = built.trained + len(built.rebuilt)
-    for _ in range(n):
-        estimate.finished("bases", 2.0, 0.0)
-    if n:
-        estimate.base_models(2.0 * n, seconds * min(n, estimate.slots))
-        return
+def _base_built(progress: Progress, estimate: Estimate | None):
+    """build_bases' hook: each base model built is two trainings (θ_poisoned and θ_retrain), 2 units, whose
+    seconds (and the crafting's) its manifest records; the first build also plans the rest."""
+    def built(builds: int, manifest: dict) -> None:
+        if estimate is None:
+            return
+        if "bases" not in estimate.groups:
+            estimate.plan("bases", builds, 2.0, 0.0)
+        seconds = sum(manifest["train_seconds"].values()) + float(manifest.get("craft_seconds") or 0.0)
+        estimate.finished("bases", 2.0, 0.0, seconds)
+        estimate.base_models(2.0, seconds)
+        progress.update()
+    return built
+
+
+def _cached_rate(estimate: Estimate, exp: Experiment, manifests: phases.Manifests) -> None:
+    """Every base model cached: the training rate their manifests recorded (θ_retrain's, one unit each)."""
     recorded = [m["train_seconds"]["retrain"] for sc in exp.scenarios for _, m in manifests(sc, exp.seeds)]
     if recorded:
         estimate.base_models(len(recorded), sum(recorded))

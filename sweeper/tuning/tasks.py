@@ -20,14 +20,22 @@ def _build_base(scenario: dict, seed: int, base_dir: str, device: str, plugin_sp
 
 
 def build_bases(scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str = "auto",
-                max_failures: int = 2, plugin_specs: list[dict] | None = None) -> BuildSummary:
+                max_failures: int = 2, plugin_specs: list[dict] | None = None,
+                on_built: Callable[[int, dict], None] | None = None) -> BuildSummary:
     """Train, in parallel, the base models of every (scenario, seed) that is absent or broken (a file
     failing its manifest checksum; the task moves it aside first), after removing the temporary folders
-    of dead builds. Returns what it did, broken entries with the reason, for the progress line."""
+    of dead builds. Returns what it did, broken entries with the reason, for the progress line.
+    `on_built(builds, manifest)` hears of each build as it finishes (for the progress estimate)."""
     summary = BuildSummary(removed=remove_stale_temps(base_dir))
     todo = [(sc, s) for sc in scenarios for s in seeds if summary.record(sc, s, entry_status(sc, s, base_dir))]
     options = {**slots(device=device).build_task, "max_retries": max_failures}  # a build lost with its node is redone
-    ray.get([_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or []) for sc, s in todo])
+    pending = [_build_base.options(**options).remote(sc.as_dict(), s, base_dir, device, plugin_specs or [])
+               for sc, s in todo]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        manifest = ray.get(ready[0])  # a build that raised raises here, as before
+        if on_built is not None:
+            on_built(len(todo), manifest)
     return summary
 
 

@@ -24,12 +24,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from .. import spaces
 from .. import storage as store
-from ..config import Experiment
+from ..config import REDUCTION_FACTOR, Experiment
 from ..metrics import DIVERGED
 from ..trial import run_trial
 from .cluster import slots
 
-REDUCTION_FACTOR = 2    # ASHA rungs at first checkpoint x 2^k: exact in floating point, unlike 3^k
 
 
 class TrialListener(Protocol):

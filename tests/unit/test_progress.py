@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from sweeper.progress import PRIOR_OVERHEAD, Board, Estimate
+from sweeper.progress import PRIOR_OVERHEAD, Board, Estimate, asha_expectation
 
 
 class Clock:
@@ -27,14 +27,14 @@ def test_nothing_is_promised_before_anything_was_measured():
 def test_equal_jobs_at_a_steady_pace_leave_the_time_the_rest_take():
     clock = Clock()
     est = Estimate(1, clock)
-    est.plan("g/tune", 10, 1.0, 0)
+    est.plan("g/tune", 100, 1.0, 0)
     est.enter("tune")
-    for _ in range(4):
+    for _ in range(40):
         clock.t += 10
         est.finished("g/tune", 1.0, 0, seconds=10)
     fraction, left, done, total = est.status()
-    assert left == pytest.approx(60) and fraction == pytest.approx(0.4)
-    assert (done, total) == (pytest.approx(40), pytest.approx(100))
+    assert left == pytest.approx(600, rel=0.02) and fraction == pytest.approx(0.4, rel=0.02)
+    assert (done, total) == (pytest.approx(400), pytest.approx(1000))
 
 
 def test_trials_stopped_early_shrink_what_the_unstarted_ones_are_expected_to_cost():
@@ -43,12 +43,12 @@ def test_trials_stopped_early_shrink_what_the_unstarted_ones_are_expected_to_cos
     est.plan("g/a/tune", 4, 1.0, 0, stops=True)
     est.plan("g/b/tune", 4, 1.0, 0, stops=True)
     est.enter("tune")
-    for _ in range(4):  # method a's trials all stopped at a quarter of the worst case
+    for _ in range(4):  # method a's trials all stopped at a quarter of their plan
         clock.t += 2.5
         est.finished("g/a/tune", 0.25, 0, seconds=2.5)
     left = est.work()[1]["tune"]
     a, _ = est.rates()
-    assert left == pytest.approx(4 * 0.25 * a)  # b, not started, expects what a's trials took of their worst case
+    assert left == pytest.approx(4 * 0.25 * a)  # b, not started, expects what a's trials took of their plan
 
 
 def test_fixed_cost_groups_are_not_shrunk_by_early_stopping_elsewhere():
@@ -72,26 +72,35 @@ def test_rates_separate_unlearning_from_evaluation():
     assert a == pytest.approx(20, rel=0.2) and e == pytest.approx(0.5, rel=0.2)
 
 
-def test_a_kind_not_yet_run_takes_the_pace_measured_so_far_then_its_own():
+def test_a_kind_not_yet_run_is_planned_at_the_prior_pace_then_moves_to_its_own():
     clock = Clock()
     est = Estimate(2, clock)
     est.base_models(2.0, 20.0)  # a = 10 slot-s per unit
-    est.plan("g/tune", 2, 1.0, 0)
-    est.plan("g/fresh", 2, 1.0, 0)
-    assert est.pace("fresh", {}) == pytest.approx(PRIOR_OVERHEAD / 2)
+    est.plan("g/tune", 40, 1.0, 0)
+    est.plan("g/fresh", 40, 1.0, 0)
+    prior = PRIOR_OVERHEAD / 2
+    assert est.pace("fresh", {}) == pytest.approx(prior)
     est.enter("tune")
-    for _ in range(2):  # each trial 10 slot-s of work; the phase took 20 s of wall on 2 slots: pace 1
-        clock.t += 10
+    for _ in range(40):  # each trial 10 slot-s of work, two at a time: 200 s of wall, pace 0.5
+        clock.t += 5
         est.finished("g/tune", 1.0, 0, seconds=10)
     done, _ = est.work()
-    assert est.pace("fresh", done) == pytest.approx(1.0)
-    assert est.status()[1] == pytest.approx(2 * 10 * 1.0)
+    assert est.pace("tune", done) == pytest.approx((40 * 0.5 + 4 * prior) / 44)  # pulled towards the prior as 2 jobs per slot
+    assert est.pace("fresh", done) == pytest.approx(prior)  # Tune's pace says nothing of plain tasks'
+    assert est.status()[1] == pytest.approx(40 * 10 * prior)
     est.enter("fresh")
-    clock.t += 5
-    est.finished("g/fresh", 1.0, 0, seconds=10)  # fresh runs go twice as fast: its own pace now
+    for _ in range(40):
+        clock.t += 2.5
+        est.finished("g/fresh", 1.0, 0, seconds=10)
     done, _ = est.work()
-    assert est.pace("fresh", done) == pytest.approx(0.5)
-    assert est.status()[1] == pytest.approx(5)
+    assert est.pace("fresh", done) == pytest.approx((40 * 0.25 + 4 * prior) / 44)
+
+
+def test_asha_lets_half_the_trials_past_each_rung():
+    reached, checkpoints = asha_expectation([0.02, 0.04, 0.06, 0.08, 0.10], 2)  # rungs 0.02, 0.04, 0.08
+    assert reached == pytest.approx(0.5 * 0.02 + 0.25 * 0.04 + 0.125 * 0.08 + 0.125 * 0.10)
+    assert checkpoints == pytest.approx(1 + 0.5 + 0.25 + 0.25 + 0.125)  # 0.06 lies past the 0.04 rung
+    assert asha_expectation([0.1], 2) == (pytest.approx(0.1), pytest.approx(1.0))  # one budget: no rung
 
 
 def test_replanning_and_skipping_change_what_is_left():
@@ -118,10 +127,11 @@ def test_a_plain_board_appends_the_status_once_after_work_finished():
     board.update()
     board("a trial finished")
     board("another message")
+    left = board.estimate.status()[1]
     assert lines[0] == "before any estimate"
-    assert lines[1].startswith("a trial finished · 50% of planned work") and lines[1].endswith("~10s left")
+    assert lines[1] == f"a trial finished · {10 / (10 + left):.0%} of planned work (0.2 of ~0.3 slot-min), ~{left:.0f}s left"
     assert lines[2] == "another message"
-    assert len(board.history) == 1 and board.history[0][2] == pytest.approx(10)
+    assert len(board.history) == 1 and board.history[0][2] == pytest.approx(left)
 
 
 def test_a_terminal_board_redraws_one_bar_under_the_lines_and_clears_it():
@@ -138,4 +148,6 @@ def test_a_terminal_board_redraws_one_bar_under_the_lines_and_clears_it():
     board.close()
     text = out.getvalue()
     assert "\n" not in text.replace("a trial finished\n", "")  # the bar never takes a line of its own
-    assert text.count("[######..................] 25% of planned work") == 2 and text.endswith("\r\x1b[K")
+    fraction = board.estimate.status()[0]
+    bar = f"[{'#' * int(fraction * 24)}{'.' * (24 - int(fraction * 24))}] {fraction:.0%} of planned work"
+    assert text.count(bar) == 2 and text.endswith("\r\x1b[K")
