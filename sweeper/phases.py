@@ -180,7 +180,8 @@ def tune(run: Cell) -> None:
                                  done=_tune_note(run, m),
                                  mirror=run.mirror.study(run.attack, run.cell, m) if run.mirror else None)
                      for m in exp.methods}
-    bases = {m: {**run.base, "method": m, "membership": False} for m in exp.methods}  # MIA: fresh runs measure it
+    # what only the report reads (membership inference, test accuracy) is measured by the fresh runs
+    bases = {m: {**run.base, "method": m, "membership": False, "test_accuracy": False} for m in exp.methods}
     storage = store.join(run.root, "ray", run.tracker.sweep)
     restored = _restore_tuned(run)
     _enter(run, "tune")

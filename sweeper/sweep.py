@@ -202,7 +202,8 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     for scenario in exp.scenarios:
         tags = {**common, "scenario": provenance.scenario_hash(scenario, all_seeds)}
         base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
-                "budgets": list(exp.budgets), "device": exp.device, "plugins": plugin_specs}
+                "budgets": list(exp.budgets), "device": exp.device, "plugins": plugin_specs,
+                "cache_entries": len(all_seeds) * len(exp.discovery)}
         logged = phases.logged_runs(tracker.record, scenario.attack) if resumed else None
         # none and retrain do not depend on the discovery level: measured once per attack, shared by its levels
         refs = phases.parents(tracker, scenario.attack, GOLD, tags, exp, phases.at_level(logged, ""))

@@ -25,6 +25,7 @@ from .registry import attacks, methods
 from .basecache import base_models, identified_retrain
 from .scenario import BaseModels, Scenario
 from .training import autocast, full_precision, prepare
+from . import workercache
 from .workercache import remember
 
 Metrics = dict[str, float]
@@ -44,9 +45,12 @@ class TrialConfig:
     save_models: str | None = None     # a folder: the model at each checkpoint, as budget-B.safetensors
     membership: bool = True            # membership inference at each checkpoint (the report reads it from
     #                                    fresh runs only; tuning trials skip it: it was 2/3 of their evaluation)
+    test_accuracy: bool = True         # accuracy on the test set at each checkpoint: tuning trials skip it too
+    #                                    (the objective reads acc/val; the report reads acc/test from fresh runs)
     plugins: list[dict] = field(default_factory=list)  # plugin files (plugins.spec) this trial's names may need
     discovery: float = 1.0             # fraction of the poisons the method is told of (sweeper/discovery.py)
     relapse: dict | None = None        # fine-tune a copy at each checkpoint and measure again (sweeper/relapse.py)
+    cache_entries: int = 0             # the sweep's seeds × discovery levels: what a worker's caches should hold
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -105,11 +109,13 @@ class SeedEvaluator:
         one = make(1)
         return one if len(one) >= MIA_MIN_NONMEMBERS else make(math.ceil(MIA_MIN_NONMEMBERS / max(1, len(one))))
 
-    def effects(self, model: torch.nn.Module) -> Metrics:
-        """Accuracies and the attack's effect (over all poisons, and per discovery part): what a relapsed
-        model is measured on."""
+    def effects(self, model: torch.nn.Module, test: bool = True) -> Metrics:
+        """Accuracies (the test set's unless `test` is False) and the attack's effect (over all poisons, and
+        per discovery part): what a relapsed model is measured on."""
         with full_precision():
-            m: Metrics = {"acc/val": accuracy(model, self.val), "acc/test": accuracy(model, self.test)}
+            m: Metrics = {"acc/val": accuracy(model, self.val)}
+            if test:
+                m["acc/test"] = accuracy(model, self.test)
             m.update(self.attack.effect(model, self.poisoning.context))
             for part, ctx in self.parts.items():
                 m.update({f"{part}/{k}": v for k, v in self.attack.effect(model, ctx).items()})
@@ -120,8 +126,8 @@ class SeedEvaluator:
         """The relapse data: the training set less every poison (relapse.clean_points), built once."""
         return _relapse.clean_points(self.poisoning.train, self.poisoning.forget)
 
-    def __call__(self, model: torch.nn.Module, membership: bool = True) -> Metrics:
-        m = self.effects(model)
+    def __call__(self, model: torch.nn.Module, membership: bool = True, test: bool = True) -> Metrics:
+        m = self.effects(model, test)
         with full_precision():  # GUS and membership inference are defined in fp32, even in a bf16 trial
             if membership:
                 m.update(membership_inference(model, self.poisoning.forget_set, self.nonmembers))
@@ -166,7 +172,7 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
     def row(model, fraction: float, units: int, seconds: float) -> Metrics:
         level = {"discovery": cfg.discovery} if cfg.discovery != _discovery.FULL else {}  # rows of a level below 1 say so
         m = {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
-             "cost/seconds": seconds, **level, **evaluate(model, cfg.membership)}
+             "cost/seconds": seconds, **level, **evaluate(model, cfg.membership, cfg.test_accuracy)}
         if spec is not None:  # a deep copy is fine-tuned: the trial's model and its checkpoints are untouched
             m.update(_relapse.measure(model, evaluate.clean, cfg.scenario.recipe, spec, retrain_units, seed,
                                       evaluate.effects))
@@ -251,6 +257,7 @@ def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], Non
     only the last seed's remaining work); one seed per trial keeps early stopping fully effective."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     plugins.ensure(cfg.plugins)  # a Ray worker loads the user's plugin files before resolving any name
+    workercache.fit(cfg.cache_entries)  # a worker that meets every seed of the sweep loads each once
     constrained = not getattr(attacks.get(cfg.scenario.attack), "ACCURACY_IS_EFFECT", False)
     start = time.perf_counter()
     done: list[list[Metrics]] = []

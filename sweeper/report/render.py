@@ -239,7 +239,7 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
     compact = summary.copy()
     compact[REMOVAL] = _with_interval(compact)
     cols = ["attack", "method", "budget", REMOVAL, "removal_pooled", "removal_tuning", "acc_test",
-            "acc_test_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "removal_tau",
+            "acc_val_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "removal_tau",
             "verdict", "verdict_look", "verdict_test", "pareto", "status", "hparams"]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")

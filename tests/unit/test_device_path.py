@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from sweeper import basecache, config, workercache
+from sweeper import basecache, config, trial, workercache
 from sweeper.data import generator
 from sweeper.basecache import base_models
 from sweeper.training import Recipe, augment, autocast, train_from_scratch
@@ -80,6 +80,26 @@ def test_poisoning_is_stored_as_plain_tensors(tiny_scenario, base_dir):
     folder = basecache.base_folder(tiny_scenario, 0, base_dir)
     state = torch.load(folder / "poisoning.pt", weights_only=True)  # raises on anything but tensors/numbers
     assert set(state) == {"train_x", "train_y", "forget", "context", "craft_seconds", "craft_units"}
+
+
+@pytest.mark.parametrize("entries, loads", [(5, 5), (0, 10)])
+def test_a_worker_sized_for_the_sweeps_seeds_loads_each_once(tiny_scenario, base_dir, monkeypatch, entries, loads):
+    """Issue 23: five seeds met twice each, as a reused worker meets them. Sized for them (cache_entries = the
+    sweep's seeds), each seed's base models and evaluator load once; at the old fixed bound of 4 the first
+    seeds are evicted before they come round again (the control: every meeting reloads)."""
+    monkeypatch.setattr(workercache, "WORKER_CACHE", workercache.DEFAULT)
+    monkeypatch.setattr(workercache, "_SET", None)
+    for seed in range(5):
+        base_models(tiny_scenario, seed, base_dir)  # built (or found) before counting
+    basecache._BASES.clear()
+    trial._EVALUATORS.clear()
+    caches = (basecache._BASES, trial._EVALUATORS)
+    before = [workercache.MISSES[id(c)] for c in caches]
+    for _ in range(2):
+        for seed in range(5):
+            trial.run_trial({"scenario": tiny_scenario, "method": "none", "base_dir": str(base_dir), "budgets": [0.1],
+                             "seeds": [seed], "membership": False, "cache_entries": entries})
+    assert [workercache.MISSES[id(c)] - n for c, n in zip(caches, before)] == [loads, loads]
 
 
 def test_the_worker_cache_is_bounded(tiny_scenario, tmp_path, monkeypatch):

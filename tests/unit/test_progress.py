@@ -114,17 +114,22 @@ def test_replanning_and_skipping_change_what_is_left():
     assert est.groups["g/gd/tune"].left == 5
 
 
-def test_a_plain_board_appends_the_status_once_after_work_finished():
-    lines = []
-    board = Board(lines.append, tty=False)
-    board("before any estimate")
+def one_job_done(board: Board, planned: int) -> None:
+    """`planned` equal jobs of 10 slot-seconds on one slot; the first finished after 10 s, the board told."""
     clock = Clock()
     board.estimate = Estimate(1, clock)
-    board.estimate.plan("g/tune", 2, 1.0, 0)
+    board.estimate.plan("g/tune", planned, 1.0, 0)
     board.estimate.enter("tune")
     clock.t += 10
     board.estimate.finished("g/tune", 1.0, 0, seconds=10)
     board.update()
+
+
+def test_a_plain_board_appends_the_status_once_after_work_finished():
+    lines = []
+    board = Board(lines.append, tty=False)
+    board("before any estimate")
+    one_job_done(board, 2)
     board("a trial finished")
     board("another message")
     left = board.estimate.status()[1]
@@ -137,13 +142,7 @@ def test_a_plain_board_appends_the_status_once_after_work_finished():
 def test_a_terminal_board_redraws_one_bar_under_the_lines_and_clears_it():
     out = io.StringIO()
     board = Board(stream=out, tty=True)
-    clock = Clock()
-    board.estimate = Estimate(1, clock)
-    board.estimate.plan("g/tune", 4, 1.0, 0)
-    board.estimate.enter("tune")
-    clock.t += 10
-    board.estimate.finished("g/tune", 1.0, 0, seconds=10)
-    board.update()
+    one_job_done(board, 4)
     board("a trial finished")
     board.close()
     text = out.getvalue()
