@@ -335,9 +335,10 @@ def _reuse(run: Cell, method: str, name: str) -> bool:
     return False
 
 
-def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, result, extra: dict, seeds) -> None:
-    """One plain (non-Tune) trial on `seeds` as a child run of `method`'s parent; its rows go to the parent's
-    table and, whole, to the child's own table (which --resume reads back)."""
+def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, result, extra: dict,
+               seeds) -> list[dict]:
+    """One plain (non-Tune) trial on `seeds` as a child run of `method`'s parent, with its whole table (which
+    --resume reads back); returns its rows, for the parent's table."""
     child = run.tracker.start_child(run.parents[method], name, hparams,
                                     {**run.tags, **tags, "method": method, "attack": run.attack, "trial_id": name},
                                     run.inputs(method, seeds))
@@ -345,13 +346,12 @@ def _log_plain(run: Cell, method: str, name: str, hparams: dict, tags: dict, res
     if isinstance(result, str):
         rows = [{**head, "run_status": "FAILED", "error": result}]
         run.tracker.end_child(child, "FAILED", rows, {"error": result})
-        run.tables[method] += rows
-        return
+        return rows
     for r in result:
         run.tracker.log_checkpoint(child, r)
     rows = [{**head, "run_status": "FINISHED", **r} for r in result]
     run.tracker.end_child(child, "FINISHED", rows)
-    run.tables[method] += rows
+    return rows
 
 
 def _config(run: Cell, method: str) -> dict:
@@ -377,8 +377,8 @@ def references(run: Cell) -> None:
                                     lambda i, r: _note(run, f"{run.cell}/refs", r, len(seeds), units[todo[i]])
                                     ) if todo else []
     for method, result in zip(todo, results):
-        _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))}, result,
-                   {"phase": "tune", "n_seeds": len(seeds)}, seeds)
+        run.tables[method] += _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))},
+                                         result, {"phase": "tune", "n_seeds": len(seeds)}, seeds)
         if isinstance(result, str):
             run.progress(f"[{run.cell}/{method}] FAILED ({result}): removal cannot be computed without it")
         else:
@@ -448,21 +448,34 @@ def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
     _enter(run, "fresh")
     _replan(run, f"{run.cell}/fresh", work)
     _replan(run, f"{run.cell}/gold/fresh", [])  # its references are among the jobs now
-    results = run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures,
-                                    run.exp.device, lambda i, r: _note(run, f"{run.cell}/fresh", r, 1,
-                                                                       work[i][0], work[i][1])) if jobs else []
-    for (cfg, method, source, hparams, seed), result in zip(jobs, results):
-        tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
-                "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
-        extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
-        _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra, [seed])
-        if "save_models" in cfg and not isinstance(result, str):
-            _log_models(run, method, cfg["save_models"])
-        if isinstance(result, str):
-            run.progress(f"[{run.cell}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
+    logged: dict[int, list[dict]] = {}
+
+    def finished(i: int, result) -> None:  # logged as each finishes, while the others run
+        _note(run, f"{run.cell}/fresh", result, 1, work[i][0], work[i][1])
+        logged[i] = _log_fresh(run, jobs[i], result)
+
+    if jobs:
+        run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures, run.exp.device,
+                              finished)
+    for i, job in enumerate(jobs):  # the parents' tables in the jobs' order, whatever order they finished in
+        run.tables[job[1]] += logged[i]
     run.shared.fresh_done.update(gold)
     run.progress(f"[{run.cell}] fresh seeds {seeds}: {len(chosen)} chosen configurations + "
                  f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
+
+
+def _log_fresh(run: Cell, job: tuple, result) -> list[dict]:
+    """One fresh run's MLflow run (and its saved models); returns its rows."""
+    cfg, method, source, hparams, seed = job
+    tags = {"phase": "fresh", "seed": str(seed), "selected_from": source,
+            "selected_for": ",".join(f"{b:g}" for b in cfg.get("budgets", []))}
+    extra = {"phase": "fresh", "seed": seed, "source_trial": source, "n_seeds": 1}
+    rows = _log_plain(run, method, f"{source}-fresh{seed}", hparams, tags, result, extra, [seed])
+    if "save_models" in cfg and not isinstance(result, str):
+        _log_models(run, method, cfg["save_models"])
+    if isinstance(result, str):
+        run.progress(f"[{run.cell}/{method}] fresh seed {seed} of {source}: FAILED ({result})")
+    return rows
 
 
 def _log_models(run: Cell, method: str, folder: str) -> None:
