@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from . import provenance
+from . import provenance, workplan
 from . import storage as store
-from .config import REDUCTION_FACTOR, Experiment
+from .config import Experiment
 from .listener import Listener, Progress
-from .progress import Estimate, asha_expectation
 from .report.selection import GOLD, IDENTIFIED, REFERENCES, hparams_json, selections
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ def _level_tag(exp: Experiment, level: float) -> str:
     return f"{level:g}" if exp.partial_discovery else ""
 
 
-def _cell(attack: str, level: float) -> str:
+def cell_name(attack: str, level: float) -> str:
     """An (attack, level) cell's name for its Tuner, its records and its progress lines."""
     return attack if level == 1.0 else f"{attack}@d{level:g}"
 
@@ -100,7 +99,8 @@ def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, roo
     level_tags = {**tags, "discovery": tag} if tag else tags
     mine = ((IDENTIFIED,) if level < 1 else ()) + tuple(exp.methods)
     level_logged = None if logged is None else logged[logged.discovery.isin({tag, ""})]
-    own = parents(tracker, scenario.attack, mine, level_tags, exp, at_level(logged, tag), _cell(scenario.attack, level))
+    own = parents(tracker, scenario.attack, mine, level_tags, exp, at_level(logged, tag),
+                  cell_name(scenario.attack, level))
     cfg = {**base, "discovery": level} if level < 1 else base
     return Cell(exp, scenario.attack, cfg, root, tracker, tuning, level_tags, {**shared.parents, **own},
                 {**shared.tables, **{m: [] for m in own}}, progress, logged=level_logged, scenario=scenario,
@@ -164,7 +164,7 @@ class Cell:
 
     @property
     def cell(self) -> str:
-        return _cell(self.attack, self.level)
+        return cell_name(self.attack, self.level)
 
     def rows(self, method: str) -> list[dict]:
         """Everything measured for `method` so far, tuning trials still in flight included."""
@@ -177,16 +177,16 @@ def tune(run: Cell) -> None:
     tags = {**run.tags, "phase": "tune", "seed": ",".join(map(str, exp.seeds))}
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress,
                                  label=run.cell, inputs=run.inputs(m, exp.seeds),
-                                 done=_tune_note(run, m),
+                                 done=workplan.tune_note(run.progress, f"{run.cell}/{m}/tune", len(exp.seeds)),
                                  mirror=run.mirror.study(run.attack, run.cell, m) if run.mirror else None)
                      for m in exp.methods}
     # what only the report reads (membership inference, test accuracy) is measured by the fresh runs
     bases = {m: {**run.base, "method": m, "membership": False, "test_accuracy": False} for m in exp.methods}
     storage = store.join(run.root, "ray", run.tracker.sweep)
     restored = _restore_tuned(run)
-    _enter(run, "tune")
+    workplan.enter(run.progress, "tune")
     for m, listener in run.listeners.items():  # --resume: trials finished before are not this run's work
-        _skip(run, f"{run.cell}/{m}/tune", listener.finished)
+        workplan.skip(run.progress, f"{run.cell}/{m}/tune", listener.finished)
     total = exp.trials * len(exp.methods)
     if restored == total:
         run.progress(f"[{run.cell}] tuning: all {total} trials were logged before; not redone")
@@ -208,92 +208,6 @@ def tune(run: Cell) -> None:
     for m, listener in run.listeners.items():
         run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
     run.listeners = {}
-
-
-# -- the estimate of time left (sweeper/progress.py) ------------------------------------------------------
-def plan_work(estimate: Estimate, exp: Experiment) -> None:
-    """Plan every cell's jobs: references on the tuning seeds; each method's tuning trials at what ASHA is
-    expected to let them reach; the first look's fresh runs, re-planned exactly when the look starts.
-    Until then a method's fresh runs are two configurations per seed that together evaluate each budget
-    once (the selection chooses one configuration per budget) and unlearn halfway between one
-    configuration for every budget (the largest budget) and one per budget (their sum)."""
-    seeds, budgets = len(exp.seeds), list(exp.budgets)
-    fresh = exp.looks[0] if exp.looks else 0
-    r_units, r_evals = _relapse_work(exp)
-    for scenario in exp.scenarios:
-        for level in exp.discovery:
-            cell = _cell(scenario.attack, level)
-            refs = (len(GOLD) if level == exp.discovery[0] else 0) + (level < 1)
-            estimate.plan(f"{cell}/refs", refs, seeds * (level < 1), seeds)
-            reached, checkpoints = asha_expectation(budgets, REDUCTION_FACTOR)
-            for m in exp.methods:
-                estimate.plan(f"{cell}/{m}/tune", exp.trials, seeds * reached, seeds * checkpoints, stops=True)
-            units = (budgets[-1] + sum(budgets)) / 2
-            estimate.plan(f"{cell}/fresh", fresh * 2 * len(exp.methods), units / 2 + len(budgets) / 2 * r_units,
-                          len(budgets) / 2 * (1 + r_evals))
-            estimate.plan(f"{cell}/gold/fresh", fresh * refs, float(level < 1) + r_units, 1 + r_evals)
-
-
-def _relapse_work(exp: Experiment) -> tuple[float, int]:
-    """Units and evaluations relapse adds at each checkpoint of a fresh run (not charged to the method)."""
-    return (sum(exp.relapse.lengths), len(exp.relapse.lengths)) if exp.relapse is not None else (0.0, 0)
-
-
-def _planned(exp: Experiment, cfg: dict) -> tuple[float, float]:
-    """A fresh job's units and evaluations (one seed): unlearning to its largest selected budget (none for
-    the references), its checkpoints, and relapse at each where it is on."""
-    checkpoints = len(cfg.get("budgets", [])) if cfg["method"] not in REFERENCES else 1
-    units = max(cfg["budgets"]) if cfg["method"] not in REFERENCES else float(cfg["method"] == IDENTIFIED)
-    r_units, r_evals = _relapse_work(exp) if "relapse" in cfg else (0.0, 0)
-    return units + checkpoints * r_units, checkpoints * (1 + r_evals)
-
-
-def _estimate(run: Cell) -> Estimate | None:
-    return getattr(run.progress, "estimate", None)
-
-
-def _update(run: Cell) -> None:
-    if hasattr(run.progress, "update"):
-        run.progress.update()
-
-
-def _enter(run: Cell, kind: str) -> None:
-    if (est := _estimate(run)) is not None:
-        est.enter(kind)
-
-
-def _skip(run: Cell, group: str, jobs: int) -> None:
-    if (est := _estimate(run)) is not None:
-        est.skip(group, jobs)
-
-
-def _replan(run: Cell, group: str, jobs: list[tuple[float, float]]) -> None:
-    if (est := _estimate(run)) is not None:
-        est.replan(group, jobs)
-
-
-def _note(run: Cell, group: str, result, n_seeds: int, units: float, evals: float | None = None) -> None:
-    """A plain job finished: its units (as planned: a reference's rows carry its nominal cost, not work
-    done) and evaluations, and the slot-seconds its trial measured."""
-    if (est := _estimate(run)) is None:
-        return
-    rows = result if isinstance(result, list) else []
-    seconds = rows[-1].get("trial/seconds") if rows else None
-    est.finished(group, units, evals if evals is not None else n_seeds * len(rows), seconds)
-    _update(run)
-
-
-def _tune_note(run: Cell, method: str):
-    """The listener's hook for a finished tuning trial: units = the cost it reached on each seed."""
-    seeds, group = len(run.exp.seeds), f"{run.cell}/{method}/tune"
-
-    def done(rows: list[dict]) -> None:
-        if (est := _estimate(run)) is None:
-            return
-        units = seeds * float(rows[-1].get("cost/fraction", 0.0)) if rows else 0.0
-        est.finished(group, units, seeds * len(rows), rows[-1].get("trial/seconds") if rows else None)
-        _update(run)
-    return done
 
 
 def _restore_tuned(run: Cell) -> int:
@@ -369,12 +283,13 @@ def references(run: Cell) -> None:
     seeds = run.exp.seeds
     mine = (GOLD if run.level == run.exp.discovery[0] else ()) + ((IDENTIFIED,) if run.level < 1 else ())
     todo = [m for m in mine if not _reuse(run, m, m)]
-    _enter(run, "refs")
-    _skip(run, f"{run.cell}/refs", len(mine) - len(todo))
+    workplan.enter(run.progress, "refs")
+    workplan.skip(run.progress, f"{run.cell}/refs", len(mine) - len(todo))
     units = {m: len(seeds) * (m == IDENTIFIED) for m in todo}  # retrain_identified trains its model (once cached)
     results = run.tuning.run_trials([_config(run, m) for m in todo], run.exp.gpus_per_trial,
                                     run.exp.max_failures, run.exp.device,
-                                    lambda i, r: _note(run, f"{run.cell}/refs", r, len(seeds), units[todo[i]])
+                                    lambda i, r: workplan.note(run.progress, f"{run.cell}/refs", r, len(seeds),
+                                                                  units[todo[i]])
                                     ) if todo else []
     for method, result in zip(todo, results):
         run.tables[method] += _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))},
@@ -444,14 +359,14 @@ def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
         if exp.relapse is not None and method != IDENTIFIED:  # relapse: the chosen models and both gold controls
             cfg["relapse"] = exp.relapse.as_dict()
     t0 = time.perf_counter()
-    work = [_planned(exp, j[0]) for j in jobs]
-    _enter(run, "fresh")
-    _replan(run, f"{run.cell}/fresh", work)
-    _replan(run, f"{run.cell}/gold/fresh", [])  # its references are among the jobs now
+    work = [workplan.planned(exp, j[0]) for j in jobs]
+    workplan.enter(run.progress, "fresh")
+    workplan.replan(run.progress, f"{run.cell}/fresh", work)
+    workplan.replan(run.progress, f"{run.cell}/gold/fresh", [])  # its references are among the jobs now
     logged: dict[int, list[dict]] = {}
 
     def finished(i: int, result) -> None:  # logged as each finishes, while the others run
-        _note(run, f"{run.cell}/fresh", result, 1, work[i][0], work[i][1])
+        workplan.note(run.progress, f"{run.cell}/fresh", result, 1, work[i][0], work[i][1])
         logged[i] = _log_fresh(run, jobs[i], result)
 
     if jobs:

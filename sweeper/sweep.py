@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import config, phases, provenance
+from . import config, phases, provenance, workplan
 from . import storage as store
 from .config import Experiment
 from .errors import SweeperError
@@ -260,7 +260,7 @@ def _estimate(progress: Progress, exp: Experiment, tuning: Tuning) -> Estimate |
         return None
     slots = exp.max_concurrent or tuning.slots(exp.gpus_per_trial, exp.device).concurrent
     progress.estimate = Estimate(slots)
-    phases.plan_work(progress.estimate, exp)
+    workplan.plan(progress.estimate, exp, phases.cell_name)
     return progress.estimate
 
 

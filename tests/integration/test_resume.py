@@ -28,7 +28,8 @@ def trials(wd, name) -> pd.DataFrame:
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     return pd.DataFrame([{"status": r.info.status, "level": r.data.tags.get("level"), "name": r.info.run_name,
                           "method": r.data.tags.get("method"), "phase": r.data.tags.get("phase"),
-                          "trial_id": r.data.tags.get("trial_id")} for r in runs])
+                          "trial_id": r.data.tags.get("trial_id"), "objective": r.data.metrics.get("objective"),
+                          "params": dict(r.data.params)} for r in runs])
 
 
 def assert_studies_match(wd, name: str, tuned: pd.DataFrame) -> None:
@@ -43,6 +44,12 @@ def assert_studies_match(wd, name: str, tuned: pd.DataFrame) -> None:
         state = {"FINISHED": "COMPLETE", "KILLED": "PRUNED", "FAILED": "FAIL"}
         assert ({t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials}
                 == {r.trial_id: state[r.status] for r in mine.itertuples()})
+        logged = {r.trial_id: r for r in mine.itertuples()}
+        for t in study.trials:  # values and parameters as MLflow holds them (its last objective: the largest budget)
+            run = logged[t.user_attrs["tune_trial_id"]]
+            assert {k: float(v) for k, v in t.params.items()} == pytest.approx({k: float(run.params[k]) for k in t.params})
+            if t.state.name in ("COMPLETE", "PRUNED"):
+                assert t.value == pytest.approx(run.objective)
 
 
 def summary(wd, name) -> list[tuple]:
