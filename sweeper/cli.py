@@ -122,7 +122,7 @@ def cmd_report(args) -> int:
     from .readback import rebuild_report
 
     result = rebuild_report(args.workdir, args.sweep, args.tracking_uri)
-    print(table(result.summary, result.delta, result.folder))
+    print(table(result.summary, result.delta, result.report_dir))
     print(f"report of sweep {result.name}: {result.report_dir}")
     return 0
 

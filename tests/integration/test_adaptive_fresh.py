@@ -69,4 +69,5 @@ def test_later_looks_go_to_undecided_rows_only_and_the_report_rebuilds(tmp_path,
     # used to print them without δ, so without the distances)
     assert cli.main(["report", "--workdir", str(result.workdir), "--sweep", result.name]) == 0
     printed = capsys.readouterr().out
-    assert report.table(result.summary, EXP["delta"]) in lines and report.table(result.summary, EXP["delta"]) in printed
+    table = report.table(result.summary, EXP["delta"], result.report_dir)
+    assert table in lines and table in printed
