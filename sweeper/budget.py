@@ -24,6 +24,12 @@ import torch
 CheckpointFn = Callable[[float, int], None]
 
 
+def step_of(budget: float) -> int:
+    """A checkpoint's step where it is logged (MLflow's metrics, the Optuna mirror's intermediate values):
+    its budget in per-mille of C_retrain, so 0.02 is step 20."""
+    return int(round(budget * 1000))
+
+
 class BudgetExceeded(RuntimeError):
     pass
 

@@ -10,8 +10,8 @@ own pace, wall seconds per slot-second of modelled work, measured while it runs:
 slots it keeps busy and what the model leaves out (Tune's scheduling, MLflow writes, idle slots at its
 end). The time left is each kind's work left at its pace (a kind not yet run: every slot busy, 20% lost).
 Tuning trials are planned at what ASHA is expected to let them reach (`asha_expectation`), and every
-group of jobs moves towards what its finished jobs cost; a look's fresh runs are re-planned exactly once its configurations
-are chosen. Later looks of an adaptive sweep are planned when they start (the estimate then grows), and
+group of jobs moves towards what its finished jobs cost; a look's fresh runs are re-planned exactly once
+its configurations are chosen. Later looks of an adaptive sweep are planned when they start (the estimate then grows), and
 the report at the end is not planned."""
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class Estimate:
 
     # -- planning ----------------------------------------------------------------------------------
     def plan(self, group: str, jobs: int, units: float, evals: float, stops: bool = False) -> None:
-        """`jobs` more jobs of `group`, each at most `units` units and `evals` evaluations."""
+        """`jobs` more jobs of `group`, each planned at `units` units and `evals` evaluations."""
         g = self.groups.setdefault(group, Group(stops=stops))
         g.left += jobs
         g.units, g.evals = max(g.units, units), max(g.evals, evals)

@@ -191,7 +191,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     if estimate is not None:
         estimate.enter("bases")
     built = tuning.build_bases(list(exp.scenarios), first_look, base_dir, exp.device, exp.max_failures, plugin_specs,
-                               on_built=_base_built(progress, estimate))
+                               on_built=_base_built(progress, estimate) if estimate is not None else None)
     manifests = phases.Manifests(base_dir)
     if estimate is not None and not built.trained and not built.rebuilt:
         _cached_rate(estimate, exp, manifests)
@@ -264,12 +264,10 @@ def _estimate(progress: Progress, exp: Experiment, tuning: Tuning) -> Estimate |
     return progress.estimate
 
 
-def _base_built(progress: Progress, estimate: Estimate | None):
+def _base_built(progress: Board, estimate: Estimate):
     """build_bases' hook: each base model built is two trainings (θ_poisoned and θ_retrain), 2 units, whose
     seconds (and the crafting's) its manifest records; the first build also plans the rest."""
     def built(builds: int, manifest: dict) -> None:
-        if estimate is None:
-            return
         if "bases" not in estimate.groups:
             estimate.plan("bases", builds, 2.0, 0.0)
         seconds = sum(manifest["train_seconds"].values()) + float(manifest.get("craft_seconds") or 0.0)

@@ -11,6 +11,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.exceptions import MlflowException
 
+from ..budget import step_of
 from .reader import CHILD_TABLE, EXPERIMENT_FILE, INTERRUPTED_TAG, PARENT_TABLE, search
 from .record import SweepRecord
 
@@ -18,10 +19,6 @@ MAX_TAG = 5000     # characters MLflow keeps of a tag value
 MAX_PARAM = 6000   # ... of a param value
 BATCH_METRICS = 1000  # MLflow's batch limits
 BATCH_PARAMS = 100
-
-
-def _step(budget: float) -> int:
-    return int(round(budget * 1000))
 
 
 def _tags(tags: dict) -> list[RunTag]:
@@ -120,7 +117,7 @@ class RunWriter:
     # -- filling -----------------------------------------------------------------------------------
     def log_checkpoint(self, run_id: str, metrics: dict) -> None:
         """A checkpoint's metrics, stepped by budget; written with the run's end (end_child)."""
-        now, step = int(time.time() * 1000), _step(metrics["budget"])
+        now, step = int(time.time() * 1000), step_of(metrics["budget"])
         self._pending.setdefault(run_id, ([], {}))[0].extend(
             Metric(k, float(v), now, step) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -143,7 +140,7 @@ class RunWriter:
     def log_summary(self, run_id: str, metrics: list[tuple[str, float, float]], params: dict, tags: dict) -> None:
         """Report values on a parent: (name, value, budget) metrics stepped by budget, params, tags."""
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(n, v, now, _step(b)) for n, v, b in metrics], tags=_tags(tags))
+        self.client.log_batch(run_id, metrics=[Metric(n, v, now, step_of(b)) for n, v, b in metrics], tags=_tags(tags))
         if params:
             self.log_params(run_id, params)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ..budget import step_of
 from ..config import Experiment
 from ..errors import SweeperError
 
@@ -34,11 +35,6 @@ def url(choice: str | None, workdir: Path) -> str | None:
     if choice is not None and choice.strip().lower() == OFF:
         return None
     return choice or default_url(workdir)
-
-
-def _step(budget: float) -> int:
-    """A checkpoint's step: its budget in per-mille of retraining cost, as MLflow's (tracking/writer.py)."""
-    return int(round(budget * 1000))
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -186,7 +182,7 @@ def frozen(trial: dict, distributions: dict) -> FrozenTrial:
     last intermediate value."""
     rows = [r for r in trial["rows"] if "budget" in r and "objective" in r]
     over = any(r.get("over_budget") for r in rows)
-    steps = {} if over else {_step(r["budget"]): float(r["objective"]) for r in rows}
+    steps = {} if over else {step_of(r["budget"]): float(r["objective"]) for r in rows}
     state = STATES[trial["status"]]
     if over or (state == TrialState.COMPLETE and not steps):
         state = TrialState.FAIL
