@@ -1,5 +1,5 @@
 """The sweep's ear on Ray Tune: receives a method's trial events from the Tune callback (in the driver),
-writes each trial's MLflow run (one per trial id, reopened on retry or restore, never duplicated) and
+writes each trial's MLflow run (one per trial id: reopened on retry, replaced when --resume runs it again) and
 prints one progress line per finished trial."""
 from __future__ import annotations
 
@@ -43,15 +43,18 @@ class Listener:
 
     def trial_started(self, trial_id: str, hparams: dict) -> None:
         self.started_at[trial_id] = time.perf_counter()
-        if trial_id in self.runs:  # a retried or restored trial reopens its run, never a second one
-            if trial_id in self.logged:  # --resume: Tune starts a trial the interruption cut short again
-                self.logged.discard(trial_id)
-                if trial_id in self.status:  # it had finished after Tune last saved its state
-                    del self.status[trial_id]
-                    self.finished -= 1
-                self.rows[trial_id] = []
-                self.tracker.reopen(self.runs[trial_id])
+        if trial_id in self.runs and trial_id not in self.logged:  # a retry reopens its run, never a second one
             return
+        if trial_id in self.logged:  # --resume: Tune starts a trial the interruption cut short again
+            self.logged.discard(trial_id)
+            if trial_id in self.status:  # it had finished after Tune last saved its state
+                del self.status[trial_id]
+                self.finished -= 1
+            # A new run, not the old one reopened: MLflow cannot delete a metric, and the lost attempt's
+            # checkpoints (written when it finished, or by the interruption's abort) would stay in the
+            # run's history; one the new attempt does not reach (ASHA may stop it earlier) would read as
+            # the run's last objective. The old run is deleted, so the trial still has exactly one.
+            self.tracker.discard(self.runs.pop(trial_id))
         self._open(trial_id, hparams)
 
     def _open(self, trial_id: str, hparams: dict) -> None:

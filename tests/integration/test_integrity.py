@@ -338,3 +338,32 @@ def test_a_trial_that_fails_before_it_starts_still_gets_exactly_one_run(tmp_path
     assert runs["t1"].data.params == {"lr": "0.1"} and runs["t2"].data.params == {"lr": "0.2"}
     assert runs["t2"].info.status == "FAILED" and runs["t2"].data.tags["error"] == "ActorDiedError: node gone"
     assert listener.finished == 2 and "FAILED (ActorDiedError: node gone)" in lines[-1]
+
+
+def test_a_resumed_trial_that_tune_runs_again_gets_a_new_run_without_the_lost_attempts_metrics(tmp_path):
+    """--resume: a trial that finished after Tune's last saved state is run again, and ASHA may stop the
+    new attempt earlier. MLflow cannot delete a metric, so a reopened run would keep the lost attempt's
+    budget-0.04 objective as its last one (seen in CI: the Optuna study and MLflow then disagreed)."""
+    wd = tmp_path
+    record = tracking.SweepRecord(tracking.default_uri(wd), "again", wd)
+    record.reserve(numbered=False)
+    tracker = tracking.RunWriter(record)
+    parent = tracker.start_parent("gaussian", "gd", {}, {})
+    first = Listener(tracker, parent, "gaussian", "gd", {}, trials=1, progress=lambda line: None)
+    first.trial_started("t1", {"lr": 0.1})
+    for budget, objective in ((0.02, 0.5), (0.04, 0.9)):
+        first.trial_result("t1", {"budget": budget, "objective": objective})
+    first.trial_finished("t1", "FINISHED", None, {"lr": 0.1})
+    old = first.runs["t1"]
+
+    resumed = Listener(tracker, parent, "gaussian", "gd", {}, trials=1, progress=lambda line: None)
+    resumed.restore("t1", old, {"lr": 0.1}, "FINISHED", [{"budget": 0.02, "objective": 0.5}])
+    resumed.trial_started("t1", {"lr": 0.1})  # Tune's saved state predates its end: it runs again
+    resumed.trial_result("t1", {"budget": 0.02, "objective": 0.3})
+    resumed.trial_finished("t1", "KILLED", None, {"lr": 0.1})  # stopped at the first rung this time
+
+    runs = [r for r in tracker.client.search_runs([record.experiment_id]) if r.data.tags.get("level") == "trial"]
+    assert [r.info.run_id for r in runs] == [resumed.runs["t1"]] != [old]
+    assert runs[0].info.status == "KILLED" and runs[0].data.metrics["objective"] == 0.3
+    assert [m.value for m in tracker.client.get_metric_history(runs[0].info.run_id, "objective")] == [0.3]
+    assert resumed.finished == 1 and resumed.outcome("t1")["rows"] == [{"budget": 0.02, "objective": 0.3}]
