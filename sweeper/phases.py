@@ -212,7 +212,7 @@ def tune(run: Cell) -> None:
 
 def _restore_tuned(run: Cell) -> int:
     """--resume: hand each method's listener the Tune trials the interrupted sweep logged; returns how
-    many of them had finished (an interruption's runs are reopened when Tune restarts them)."""
+    many of them had finished (a run whose trial Tune starts again is replaced by a new one: Listener)."""
     if run.logged is None:
         return 0
     done = 0
