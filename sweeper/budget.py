@@ -46,6 +46,7 @@ class Budget:
         self.spent = 0
         self.seconds = 0.0
         self.over_budget: list[float] = []  # checkpoints a fixed-cost method could not meet
+        self.earlier = 0  # units spent before the last `restart` (a method that starts over per checkpoint)
         self._next = 0
         self._device = torch.device(device)
         self._clock = time.perf_counter()
@@ -92,6 +93,30 @@ class Budget:
             self.over_budget.append(self.fractions[self._next])
             self._next += 1
         return True
+
+    @property
+    def next_index(self) -> int:
+        """The position in `fractions` of the next checkpoint to report."""
+        return self._next
+
+    @property
+    def trial_units(self) -> int:
+        """Everything the trial spent so far: `spent`, plus what runs before a `restart` spent."""
+        return self.earlier + self.spent
+
+    def close(self) -> None:
+        """Report the next checkpoint now, at what was spent (a run cut to end at it: scratch's compressed
+        schedule). Its evaluation is not timed, as any checkpoint's."""
+        if self.active:
+            self._fire()
+
+    def restart(self) -> None:
+        """Start over towards the next checkpoint from 0 units and 0 seconds: a method that trains a new
+        model for each checkpoint (scratch's compressed schedule) is charged each run against that
+        checkpoint alone, and the trial's cost is the sum (`trial_units`)."""
+        self.earlier += self.spent
+        self.spent, self.seconds = 0, 0.0
+        self._clock = time.perf_counter()
 
     def finish(self) -> None:
         """A fixed-cost method is done: it is reported at every remaining checkpoint."""

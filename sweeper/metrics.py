@@ -11,6 +11,8 @@ from torch.nn import functional as F
 from .data import Split
 
 ACCURACY_TOLERANCE = 0.05  # objective: removal counts only within 0.05 of retrain's validation accuracy
+EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's (report.stats);
+#                         also how close θ_retrain's learning curve must come to its final accuracy (trial._slack)
 DIVERGED = -10.0           # objective of a run with any non-finite metric
 MIA_MIN_NONMEMBERS = 1000  # draw several transformed copies of held-out points below this
 

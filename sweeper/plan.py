@@ -6,8 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import methods as _methods
 from . import storage as store
 from .config import Experiment
+from .registry import methods
 from .workdir import DEFAULT_WORKDIR, prepare_storage, storage_choice
 
 
@@ -84,8 +86,9 @@ def plan(exp: Experiment, workdir: str | os.PathLike = DEFAULT_WORKDIR, storage:
             retrain[sc.attack] = sc.recipe.retrain_units(len(sc.load_data().train))
     n_budgets, fresh, levels = len(exp.budgets), len(exp.fresh_seeds), len(exp.discovery)
     partial = sum(d < 1 for d in exp.discovery)  # levels with a retrain_identified reference
-    units = sum(c * exp.budgets[-1] * levels * (len(exp.methods) * exp.trials * len(exp.seeds)
-                                                + len(exp.methods) * n_budgets * fresh) for c in retrain.values())
+    worst = sum(_methods.worst_fraction(methods.get(m), exp.budgets) for m in exp.methods)  # per trial, summed
+    units = sum(c * levels * (worst * exp.trials * len(exp.seeds) + exp.budgets[-1] * len(exp.methods) * n_budgets
+                              * fresh) for c in retrain.values())
     per_seed = len(exp.scenarios) * (levels * len(exp.methods) * n_budgets + 2 + partial)
     return Plan(exp, len(exp.scenarios) * levels * len(exp.methods) * exp.trials, per_seed * fresh, todo, cached,
                 per_seed * (exp.looks[0] if exp.looks else 0), first, units, retrain, exact,

@@ -26,12 +26,13 @@ from .registry import attacks, datasets, models
 from .training import Recipe, full_precision, prepare, train_from_scratch
 from .workercache import remember
 
-BASE_VERSION = 7  # bump when training, crafting or evaluation code changes what a cached model means
+BASE_VERSION = 8  # bump when training, crafting or evaluation code changes what a cached model means
 # (3: manifest.json carries checksums; older entries are simply not found and get rebuilt;
 #  4: gradient_canceling crafts as its authors do, so version-3 entries under its old parameters are stale;
 #  5: poisoning.pt holds plain tensors (loaded with weights_only=True), crafting and training on the device;
 #  6: witches_brew crafts against the scenario's own model and recipe with the reference's step size;
-#  7: the manifest records the content digests of the data (`data`), which every MLflow run names as its inputs)
+#  7: the manifest records the content digests of the data (`data`), which every MLflow run names as its inputs;
+#  8: C_retrain counts whole batches (Recipe.retrain_units), and the manifest records θ_retrain's learning curve)
 FILES = ("poisoned.pt", "retrain.pt", "poisoning.pt")  # what train_base writes (and a manifest vouches for)
 _DATASETS: OrderedDict[str, DataSet] = OrderedDict()  # see sweeper/workercache.py
 
@@ -124,11 +125,13 @@ def train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, devic
                         data.mean, data.std)
     timings = {}
     refs = {}
+    curve = LearningCurve(on_device.val, device)
     for which, split in (("poisoned", poisoning.train), ("retrain", poisoning.retain)):
         start = time.perf_counter()
-        model = train_from_scratch(scenario.build_model(data, seed), split.to(device), scenario.recipe, seed)
+        model = train_from_scratch(scenario.build_model(data, seed), split.to(device), scenario.recipe, seed,
+                                   after_epoch=curve if which == "retrain" else None)
         _synchronize(device)
-        timings[which] = time.perf_counter() - start
+        timings[which] = time.perf_counter() - start - (curve.seconds if which == "retrain" else 0.0)
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / f"{which}.pt")
         refs[which] = _reference_metrics(model, on_device, poisoning, attack)
     torch.save(_poisoning_state(poisoning), folder / "poisoning.pt")
@@ -139,10 +142,35 @@ def train_base(scenario: Scenario, seed: int, data: DataSet, folder: Path, devic
         "retrain_units": scenario.recipe.retrain_units(len(poisoning.train) - len(poisoning.forget)),
         "craft_seconds": poisoning.craft_seconds, "craft_units": poisoning.craft_units,
         "train_seconds": timings, "metrics": refs, "torch": torch.__version__, "device": str(device),
+        "retrain_curve": curve.accuracies,
         "data": {"dataset": data.name, "train": poisoning.train.digest(), "n_train": len(poisoning.train),
                  "val": data.val.digest(), "n_val": len(data.val), "test": data.test.digest(),
                  "n_test": len(data.test)},
     }
+
+
+class LearningCurve:
+    """θ_retrain's validation accuracy after each epoch of its training (`train_from_scratch`'s after_epoch),
+    for the report's "epochs to the retrain's quality"; its seconds are not the training's."""
+
+    def __init__(self, val: Split, device: torch.device):
+        self.val, self.device = val, device
+        self.accuracies: list[float] = []
+        self.seconds = 0.0
+
+    def __call__(self, epoch: int, model) -> None:
+        _synchronize(self.device)
+        start = time.perf_counter()
+        with full_precision():
+            self.accuracies.append(accuracy(model, self.val))
+        _synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+
+
+def epochs_to_quality(curve: list[float], final: float, tolerance: float) -> int | None:
+    """The first epoch (1-based) after which θ_retrain's validation accuracy was within `tolerance` of its
+    final `final`; None without a curve (bases cached by older versions)."""
+    return next((i + 1 for i, acc in enumerate(curve) if acc >= final - tolerance), None) if curve else None
 
 
 IDENTIFIED_FILE = "retrain_identified.pt"  # what train_identified writes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -34,10 +35,20 @@ class Recipe:
     amp: bool = True        # bf16 autocast on CUDA (never on the CPU, where it is slower and not the paper's)
     compile: bool = False   # torch.compile the model for training (same math, faster steps on a GPU)
 
+    def steps_per_epoch(self, n: int) -> int:
+        return -(-n // self.batch_size)
+
+    def batch(self, n: int) -> int:
+        """Examples per step: the batch size, or the whole set when it is smaller."""
+        return min(self.batch_size, n)
+
     def retrain_units(self, n_clean: int) -> int:
-        """C_retrain = 3 x epochs x |S_clean|: forward 1 + backward 2 per example
-        (docs/architecture.md, Cost units)."""
-        return 3 * self.epochs * n_clean
+        """C_retrain: the units `train_from_scratch` spends on |S_clean| examples, forward 1 + backward 2 per
+        example of every step: 3 x epochs x ceil(|S_clean| / batch) x batch (docs/architecture.md, Cost units).
+        Every step takes a whole batch (the index stream crosses epochs), so this is slightly above
+        3 x epochs x |S_clean|, which earlier versions used (a budget of 1.0 then fell a few steps short of
+        the retrain's own training)."""
+        return 3 * self.epochs * self.steps_per_epoch(n_clean) * self.batch(n_clean)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,32 +95,57 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def train_from_scratch(model: nn.Module, split: Split, recipe: Recipe, seed: int) -> nn.Module:
+class RecipeRun:
+    """The recipe's training of `model` on `split`, one step at a time: SGD at `lr` (default the recipe's) with
+    a per-step cosine schedule over `steps` (default the recipe's epochs × steps per epoch), examples in the
+    order of `seed`'s stream, crops from its augmentation stream. `train_from_scratch` runs every step; the
+    `scratch` baseline runs as many as its budget allows (every step depends on the step count only)."""
+
+    def __init__(self, model: nn.Module, split: Split, recipe: Recipe, seed: int, lr: float | None = None,
+                 steps: int | None = None):
+        self.model, self.split, self.recipe = model, split, recipe
+        self.device = split.x.device
+        self.batch = recipe.batch(len(split))
+        self.total = recipe.epochs * recipe.steps_per_epoch(len(split)) if steps is None else int(steps)
+        self.done = 0
+        self.opt = sgd(model.parameters(), recipe, recipe.lr if lr is None else lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, max(self.total, 1))
+        self.stream = IndexStream(len(split), generator(seed, stream=1))
+        self.crops = generator(seed, _AUGMENT)
+        self.forward = torch.compile(model) if recipe.compile else model
+
+    def step(self) -> None:
+        """One SGD step on the next batch (train mode is the caller's: train_from_scratch sets it once)."""
+        split, device = self.split, self.device
+        idx = self.stream.take(self.batch).to(device, non_blocking=True)
+        x = split.x[idx]
+        if self.recipe.augment:
+            x = augment(x, self.crops)
+        if device.type == "cuda" and x.dim() == 4:  # images only: token ids (n, L) have no channels
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.recipe, device):
+            loss = F.cross_entropy(self.forward(x), split.y[idx])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.done += 1
+
+
+def train_from_scratch(model: nn.Module, split: Split, recipe: Recipe, seed: int,
+                       after_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """SGD with a per-step cosine schedule over `recipe.epochs` passes of `split` (order from `seed`), on
-    the device of `split`."""
-    device = split.x.device
-    model = prepare(model, device)
-    steps_per_epoch = -(-len(split) // recipe.batch_size)
-    total = recipe.epochs * steps_per_epoch
-    opt = sgd(model.parameters(), recipe, recipe.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    stream = IndexStream(len(split), generator(seed, stream=1))
-    crops = generator(seed, _AUGMENT)
-    forward = torch.compile(model) if recipe.compile else model
+    the device of `split`. `after_epoch(epoch, model)` is called after each epoch (1-based) in eval mode,
+    and train mode is restored after it (θ_retrain's learning curve: it must not touch the RNG or the model)."""
+    model = prepare(model, split.x.device)
+    run = RecipeRun(model, split, recipe, seed)
+    per_epoch = recipe.steps_per_epoch(len(split))
     model.train()
-    for _ in range(recipe.epochs):
-        for _ in range(steps_per_epoch):
-            idx = stream.take(min(recipe.batch_size, len(split))).to(device, non_blocking=True)
-            x = split.x[idx]
-            if recipe.augment:
-                x = augment(x, crops)
-            if device.type == "cuda" and x.dim() == 4:  # images only: token ids (n, L) have no channels
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(recipe, device):
-                loss = F.cross_entropy(forward(x), split.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    for epoch in range(recipe.epochs):
+        for _ in range(per_epoch):
+            run.step()
+        if after_epoch is not None:
+            after_epoch(epoch + 1, model.eval())
+            model.train()
     model.eval()
     return model

@@ -20,10 +20,10 @@ from . import methods as _methods
 from . import plugins, storage
 from .attacks import Poisoning
 from .budget import Budget
-from .metrics import DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
+from .metrics import EQUIVALENT_ACC, DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
 from .basecache import base_models, identified_retrain
-from .scenario import BaseModels, Scenario
+from .scenario import BaseModels, Scenario, epochs_to_quality
 from .training import autocast, full_precision, prepare
 from . import workercache
 from .workercache import remember
@@ -169,9 +169,12 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
 
     spec = _relapse.Relapse.from_dict(cfg.relapse)
 
-    def row(model, fraction: float, units: int, seconds: float) -> Metrics:
+    def row(model, fraction: float, units: int, seconds: float, trial_units: int | None = None) -> Metrics:
         level = {"discovery": cfg.discovery} if cfg.discovery != _discovery.FULL else {}  # rows of a level below 1 say so
+        # cost/trial_fraction: what the trial spent up to here; above cost/fraction only for a method that
+        # starts over per checkpoint (scratch's compressed schedule), and what tuning_cost_retrains sums
         m = {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
+             "cost/trial_fraction": (units if trial_units is None else trial_units) / retrain_units,
              "cost/seconds": seconds, **level, **evaluate(model, cfg.membership, cfg.test_accuracy)}
         if spec is not None:  # a deep copy is fine-tuned: the trial's model and its checkpoints are untouched
             m.update(_relapse.measure(model, evaluate.clean, cfg.scenario.recipe, spec, retrain_units, seed,
@@ -188,16 +191,21 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
         which = "poisoned" if cfg.method == "none" else "retrain"
         cost = method.COST
         seconds = base.manifest["train_seconds"]["retrain"] if cost else 0.0
-        emit(row(base.model(which, device), cost, round(cost * retrain_units), seconds))
+        m = row(base.model(which, device), cost, round(cost * retrain_units), seconds)
+        if which == "retrain":
+            m.update(_slack(base))
+        emit(m)
         return
 
     model = base.model("poisoned", device)
     p = evaluate.poisoning
     retain, forget = _discovery.split(p.train, p.forget, seed, cfg.discovery)
     data = _methods.UnlearnData(retain, forget, base.data.num_classes, cfg.scenario.recipe, seed,
-                                _discovery.shared_folder(base.path / "shared", cfg.discovery))
+                                _discovery.shared_folder(base.path / "shared", cfg.discovery),
+                                initial=lambda: base.scenario.build_model(base.data, seed).state_dict())
+
     def checkpoint(fraction: float, units: int) -> None:
-        emit(row(model, fraction, units, budget.seconds))
+        emit(row(model, fraction, units, budget.seconds, budget.trial_units))
         if cfg.save_models:
             save_model(model, cfg.save_models, model_file(fraction))
 
@@ -206,6 +214,17 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
         method.unlearn(model, data, budget, **cfg.hparams)
     if _methods.kind(method) == "fixed":
         budget.finish()
+
+
+def _slack(base: BaseModels) -> Metrics:
+    """The epochs θ_retrain's training took to come within EQUIVALENT_ACC of its final validation accuracy
+    (its learning curve, recorded when it was trained), beside the recipe's epochs: how much of C_retrain is
+    slack. NaN for bases cached before the curve was recorded."""
+    curve = base.manifest.get("retrain_curve") or []
+    final = base.manifest["metrics"]["retrain"]["acc/val"]
+    reached = epochs_to_quality(curve, final, EQUIVALENT_ACC)
+    return {"retrain/epochs_to_quality": math.nan if reached is None else float(reached),
+            "retrain/epochs": float(base.scenario.recipe.epochs)}
 
 
 def model_file(fraction: float) -> str:

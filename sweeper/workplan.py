@@ -83,7 +83,8 @@ def tune_note(progress, group: str, seeds: int) -> Callable[[list[dict]], None]:
     def done(rows: list[dict]) -> None:
         if (est := _estimate(progress)) is None:
             return
-        units = seeds * float(rows[-1].get("cost/fraction", 0.0)) if rows else 0.0
+        # what the trial spent, in retrains per seed (more than its last budget if it started over per checkpoint)
+        units = seeds * float(rows[-1].get("cost/trial_fraction", rows[-1].get("cost/fraction", 0.0))) if rows else 0.0
         est.finished(group, units, seeds * len(rows), rows[-1].get("trial/seconds") if rows else None)
         progress.update()
     return done

@@ -14,8 +14,9 @@ from sweeper.registry import methods
 
 def unlearn_data(base, seed=None):
     p = base.poisoning
-    return _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, base.scenario.recipe,
-                                base.seed if seed is None else seed)
+    seed = base.seed if seed is None else seed
+    return _methods.UnlearnData(p.retain, p.forget_set, base.data.num_classes, base.scenario.recipe, seed,
+                                initial=lambda: base.scenario.build_model(base.data, seed).state_dict())
 
 
 def run_method(base, name, budgets=(0.02,), on_checkpoint=None, model=None, retrain_units=None, **hparams):

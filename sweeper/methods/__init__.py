@@ -24,10 +24,16 @@ def modalities(method: ModuleType) -> tuple[str, ...]:
     return tuple(getattr(method, "MODALITIES", ("image", "text")))
 
 
+def worst_fraction(method: ModuleType, budgets) -> float:
+    """The most one trial of `method` over `budgets` may spend, in retrains: the largest budget, or their sum
+    for a method that may start over at each checkpoint (`RESTARTS`: scratch's compressed schedule)."""
+    return float(sum(budgets)) if getattr(method, "RESTARTS", False) else float(max(budgets))
+
+
 def hyperparameters(method: ModuleType) -> dict[str, object]:
     """The method's keyword-only hyperparameters and their defaults (the first point a sweep tries)."""
     sig = inspect.signature(method.unlearn)
     return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
-__all__ = ["UnlearnData", "kind", "hyperparameters"]
+__all__ = ["UnlearnData", "kind", "hyperparameters", "worst_fraction"]

@@ -33,6 +33,8 @@ class UnlearnData:
     recipe: Recipe
     seed: int
     cache_dir: Path | None = None  # per (scenario, seed): where hyperparameter-free results are shared
+    initial: Callable[[], dict] | None = None  # the state θ_poisoned and θ_retrain were trained from (the
+    #                                            scenario's initialisation for this seed): `scratch` starts there
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
         """A hyperparameter-free result (SSD's importances, SalUn's saliency) computed once per

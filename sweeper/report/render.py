@@ -13,7 +13,7 @@ import pandas as pd
 from ..metrics import ACCURACY_TOLERANCE
 from .selection import REFERENCES
 from .stats import EQUIVALENT_ACC, resolution
-from .summary import _with_defaults, equivalence, importance, summarize
+from .summary import SCRATCH, _with_defaults, equivalence, importance, summarize
 
 
 def _plt():
@@ -51,11 +51,11 @@ def _per_attack(summary: pd.DataFrame, path: Path, draw) -> None:
     plt.close(fig)
 
 
-def _with_errors(ax, x, m: pd.DataFrame, label: str):
+def _with_errors(ax, x, m: pd.DataFrame, label: str, **style):
     """Removal with the verdict's interval; an unbounded side is drawn to the edge of the plot."""
     lo = (m.removal - m.removal_ci_low).fillna(0).clip(lower=0, upper=3)
     hi = (m.removal_ci_high - m.removal).fillna(0).clip(lower=0, upper=3)
-    return ax.errorbar(x, m.removal, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=label)
+    return ax.errorbar(x, m.removal, yerr=[lo, hi], label=label, **{"marker": "o", "ms": 3, "capsize": 2, **style})
 
 
 def plot_discovery(summary: pd.DataFrame, path: Path) -> None:
@@ -109,8 +109,12 @@ def plot_removal(summary: pd.DataFrame, path: Path) -> None:
     """Per attack: each method's fresh-seed removal with the interval its verdict used, against budget;
     retrain and none as lines."""
     def draw(ax, attack, s):
-        for method, m in s[~s.method.isin(REFERENCES)].groupby("method"):
+        for method, m in s[~s.method.isin((*REFERENCES, SCRATCH))].groupby("method"):
             _with_errors(ax, m.budget, m, method)
+        scratch = s[s.method == SCRATCH]
+        if not scratch.empty:  # the baseline every method is judged against at the same budget
+            _with_errors(ax, scratch.budget, scratch, "scratch (retrain within the budget)", color="black", lw=2.5,
+                         ls="-.")
         ax.axhline(1.0, color="black", ls="--", lw=1, label="retrain (cost 1.0)")
         ax.axhline(0.0, color="grey", ls=":", lw=1, label="none (cost 0)")
         ax.set(title=f"{attack}: removal of the chosen configuration, fresh seeds (the verdict's interval)",
@@ -135,6 +139,10 @@ def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
                 label="non-dominated")
         for _, r in front.iterrows():
             ax.annotate(r.method, (r.cost_fraction, r.removal), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        scratch = ok[ok.method == SCRATCH].sort_values("cost_fraction")
+        if not scratch.empty:
+            ax.plot(scratch.cost_fraction, scratch.removal, color="black", lw=2, ls="-.",
+                    label="scratch (retrain within the budget)")
         ax.scatter([0, 1], [0, 1], marker="*", s=120, color=["grey", "black"])
         ax.annotate("none", (0, 0), fontsize=8, xytext=(4, -10), textcoords="offset points")
         ax.annotate("retrain", (1, 1), fontsize=8, xytext=(-40, -12), textcoords="offset points")
@@ -149,6 +157,7 @@ def plot_pareto(summary: pd.DataFrame, path: Path) -> None:
 
 
 REMOVAL = "removal [interval]"  # the interval the verdict used (Fieller's, at the verdict's level)
+VS_SCRATCH = "removal vs scratch [interval]"
 
 
 def _bound(v: float) -> str:
@@ -176,6 +185,8 @@ def table(summary: pd.DataFrame, delta: float | None = None, folder: Path | None
     eq = equivalence(summary).rename(columns={"smallest_equivalent_budget": "equivalent_from",
                                                "tuning_cost_retrains": "tuning_cost"})
     cols = ["attack", "method", "verdict", "equivalent_from", "best_removal", "tuning_cost"]
+    if (summary.method == SCRATCH).any():
+        cols.insert(4, "vs_scratch")
     if len(_levels(summary)) > 1:
         cols[1:1] = ["discovery"]
     with pd.option_context("display.width", 220, "display.max_rows", 1000, "display.max_colwidth", 80):
@@ -241,6 +252,12 @@ def html_page(summary: pd.DataFrame, eq: pd.DataFrame, imp: pd.DataFrame, folder
     cols = ["attack", "method", "budget", REMOVAL, "removal_pooled", "removal_tuning", "acc_test",
             "acc_val_tuning", "gus_z", "cost_fraction", "tuning_cost_retrains", "n_trials", "n_fresh", "removal_tau",
             "verdict", "verdict_look", "verdict_test", "pareto", "status", "hparams"]
+    scratch = (summary.method == SCRATCH).any()
+    if scratch:
+        compact[VS_SCRATCH] = _with_interval(compact.assign(removal=compact.removal_vs_scratch,
+                                                            removal_ci_low=compact.removal_vs_scratch_ci_low,
+                                                            removal_ci_high=compact.removal_vs_scratch_ci_high))
+        cols[cols.index("verdict_test") + 1:cols.index("verdict_test") + 1] = ["vs_scratch", VS_SCRATCH]
     for c in ("n_trials", "n_fresh"):
         compact[c] = compact[c].astype("Int64")
     partial = len(_levels(summary)) > 1
@@ -271,6 +288,7 @@ seeds. <code>verdict_look</code>: the look that decided it (its seeds are the on
 through the same test as a calibration check: it must never read <i>worse</i>. Accuracy constraint of the objective:
 validation accuracy within {ACCURACY_TOLERANCE} of retrain's. Costs in fractions of one retraining;
 <code>tuning_cost_retrains</code> counts every unit the method's search spent.</p>
+{_scratch_text(summary) if scratch else ""}{_slack_text(summary)}
 {_discovery_section(folder) if partial else ""}{_relapse_section(folder) if relapse_lengths(summary) else ""}<h2>Removal vs budget</h2>{_img(folder / "removal_vs_budget.png")}
 <h2>Verdict per method</h2>{eq.to_html(**fmt)}
 <h2>Pareto view</h2>{_img(folder / "pareto.png")}
@@ -278,6 +296,32 @@ validation accuracy within {ACCURACY_TOLERANCE} of retrain's. Costs in fractions
 <code>summary.csv</code>. Fresh seeds per configuration: {n_fresh}.</p>{compact[cols].to_html(**fmt)}
 <h2>Hyperparameter importance</h2>{imp.to_html(**fmt)}
 </body></html>"""
+
+
+def _scratch_text(summary: pd.DataFrame) -> str:
+    return f"""<p><b>Against retraining from scratch at equal cost.</b> <code>scratch</code> retrains the model from
+its initialisation on the retain set within the budget (the recipe's schedule cut at the budget, or compressed into
+it: searched, as its learning rate), swept and chosen like a method. Each row is also judged against
+<code>scratch</code>'s chosen configuration at the same budget on the same fresh seeds, with the verdict's test,
+<code>scratch</code> in retrain's place and δ = 0: <code>removal vs scratch</code> is the share of the gap between
+θ_poisoned and the scratch model that the method closes (1 = as much as scratch); <code>vs_scratch</code> reads
+<i>better</i> when its lower bound is above 1 and test accuracy is within {EQUIVALENT_ACC} of scratch's, <i>not
+better</i> when its upper bound is below 1, <i>inconclusive</i> otherwise. The verdict table says from which budget,
+if any, a method beats retraining from scratch.</p>"""
+
+
+def _slack_text(summary: pd.DataFrame) -> str:
+    """How much of C_retrain is slack: θ_retrain's epochs to within EQUIVALENT_ACC of its final accuracy."""
+    parts = []
+    for r in summary[(summary.method == "retrain") & summary.retrain_epochs_to_quality.notna()].itertuples():
+        parts.append(f"{html.escape(r.attack)}: {r.retrain_epochs_to_quality:.1f} of {r.retrain_epochs:.0f} epochs "
+                     f"({r.retrain_epochs_to_quality / r.retrain_epochs:.2f} of C_retrain)")
+    if not parts:
+        return ""
+    return (f"<p><b>The retrain reference, measured.</b> θ_retrain's own training came within {EQUIVALENT_ACC} of its "
+            f"final validation accuracy after (mean over fresh seeds) {'; '.join(parts)}: the rest of C_retrain bought "
+            "less than that. Budgets are fractions of the full recipe, so a long recipe flatters methods close to "
+            "retraining; <code>scratch</code> is the comparison that does not depend on it.</p>\n")
 
 
 def _relapse_section(folder: Path) -> str:

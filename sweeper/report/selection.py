@@ -44,12 +44,16 @@ def selections(tune: pd.DataFrame) -> list[dict]:
 
 def tuning_cost(tune: pd.DataFrame) -> dict[tuple[str, str], float]:
     """All units each method's search spent (every trial to where it stopped, on every tuning seed),
-    as a multiple of one retrain."""
+    as a multiple of one retrain. A trial that starts over per checkpoint (scratch, compressed) spent the
+    sum of its runs: its last `cost/trial_fraction`."""
     tune = tune[~tune.method.isin(REFERENCES)]
     if tune.empty or "cost/fraction" not in tune:
         return {}
     last = tune.sort_values("budget").groupby(["attack", "method", "trial_id"]).tail(1)
-    per_trial = last["cost/fraction"].fillna(0) * last.get("n_seeds", 1)
+    spent = last["cost/fraction"]  # rows written before cost/trial_fraction existed: the same for every method then
+    if "cost/trial_fraction" in last:
+        spent = last["cost/trial_fraction"].fillna(spent)
+    per_trial = spent.fillna(0) * last.get("n_seeds", 1)
     return per_trial.groupby([last.attack, last.method]).sum().to_dict()
 
 

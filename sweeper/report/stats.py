@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from ..metrics import EQUIVALENT_ACC  # noqa: F401  (re-exported: report.EQUIVALENT_ACC)
 from ..registry import attacks
 from .selection import REFERENCES
 
 EFFECTIVE_SE = 3.0      # removal is computed only when poisoned − retrain effect exceeds 3 standard errors
-EQUIVALENT_ACC = 0.02   # "equivalent to retrain" also needs test accuracy within 0.02 of retrain's
 # The verdict's test (docs/architecture.md, Statistics and verdicts): SEED_CONTRAST, a one-sample t test over
 # fresh seeds of each seed's contrast against its own references (report.contrast), valid whatever the
 # seed-to-seed spread of removal. T_TEST and POOLED_GUS name the intervals of earlier reports: a t interval of

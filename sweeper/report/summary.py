@@ -28,6 +28,10 @@ TUNED = ("removal", "attack_effect", "acc_val")  # also reported as measured by 
 # acc_test_tuning: tuning trials measure no test accuracy, which nothing they decide reads)
 SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "cost/fraction",
           "cost_seconds": "cost/seconds"}
+SCRATCH = "scratch"  # the baseline every method is also judged against at the same budget (methods/scratch.py)
+BETTER, NOT_BETTER = "better", "not better"
+SCRATCH_COLUMNS = ["vs_scratch", "removal_vs_scratch", "removal_vs_scratch_ci_low", "removal_vs_scratch_ci_high",
+                   "vs_scratch_look", "status_scratch"]
 IDENTIFIED_COLUMNS = ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high",
                       "verdict_identified", "status_identified", "gus_z_identified", "gus_z_unidentified"]
 COLUMNS = (["attack", "discovery", "method", "budget"]
@@ -37,7 +41,7 @@ COLUMNS = (["attack", "discovery", "method", "budget"]
               "cost_seconds", "n_trials", "n_fresh", "tuning_cost_retrains", "removal_pooled", "removal_pooled_ci_low",
               "removal_pooled_ci_high", "removal_tau", "verdict_test", "equivalent_to_retrain", "verdict",
               "verdict_look", "verdict_open", "verdict_seeds_needed", "pareto", "status", "trial_id", "hparams"]
-           + IDENTIFIED_COLUMNS)
+           + SCRATCH_COLUMNS + ["retrain_epochs_to_quality", "retrain_epochs"] + IDENTIFIED_COLUMNS)
 
 
 def relapse_columns(lengths) -> list[str]:
@@ -222,7 +226,17 @@ def _reference_row(ctx: _Context, method: str, tuned: pd.DataFrame) -> dict:
         _describe_relapse(row, ctx.fresh[ctx.fresh.method == method], length)
     if method == "retrain" and row["status"] == "ok":  # calibration: retraining must never read "worse"
         _judge(row, ctx, ctx.fresh[ctx.fresh.method == method], tuned.iloc[0] if not tuned.empty else None)
+    if method == "retrain":
+        _slack(row, ctx.fresh[ctx.fresh.method == method])
     return row
+
+
+def _slack(row: dict, runs: pd.DataFrame) -> None:
+    """How much of C_retrain is slack: the epochs θ_retrain's own training took to come within EQUIVALENT_ACC of
+    its final validation accuracy (mean over the fresh seeds; retrain runs of older sweeps lack it)."""
+    for col, key in (("retrain_epochs_to_quality", "retrain/epochs_to_quality"), ("retrain_epochs", "retrain/epochs")):
+        if key in runs and runs[key].notna().any():
+            row[col] = float(runs[key].mean())
 
 
 def _method_row(ctx: _Context, method: str, budget: float) -> dict:
@@ -252,7 +266,39 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
     if row["n_fresh"] > 0:
         for length in ctx.relapse:
             _judge_relapse(row, ctx, mine, length)
+    if method != SCRATCH and row["n_fresh"] > 0 and row["status"] == "ok":
+        _judge_scratch(row, ctx, mine, budget)
     return row
+
+
+def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) -> None:
+    """The row against retraining from scratch for the same budget (`scratch`'s chosen configuration at this
+    budget, on the same fresh seeds): the main verdict's test with `scratch` in retrain's place and δ = 0.
+    removal_vs_scratch = 1 − mean(m_u − m_s) / mean(m_p − m_s), the share of the gap between θ_poisoned and the
+    scratch model that the method closes (1: as much as scratch; above 1: more). *better*: significantly above 1
+    (the lower bound above 1) with test accuracy within EQUIVALENT_ACC of scratch's; *not better*: significantly
+    below 1; *inconclusive*: neither. Gated by the gap between θ_poisoned and the scratch model."""
+    pick = ctx.best[(ctx.best.attack == ctx.attack) & (ctx.best.method == SCRATCH) & (ctx.best.budget == budget)]
+    if pick.empty:
+        return  # no scratch in this sweep (or none at this budget): nothing to compare with
+    f = ctx.fresh
+    theirs = f[(f.method == SCRATCH) & (f.source_trial == pick.iloc[0]["trial_id"]) & (f.budget == budget)]
+    if theirs.empty:
+        row["status_scratch"] = "no_fresh"
+        return
+    refs = pd.concat([f[f.method == "none"], theirs.assign(method="retrain")])
+    worked = attack_worked(refs, ctx.attack, exact_retrain=False)
+    if not worked:
+        row["status_scratch"] = "reference_failed" if worked is None else "scratch_gap_small"
+        return
+    table = seed_table(ctx.attack, mine, refs, ctx.looks.order, exact_retrain=False)
+    if table.empty:
+        row["status_scratch"] = "no_fresh"
+        return
+    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, 0.0)
+    row.update(removal_vs_scratch=j.removal, removal_vs_scratch_ci_low=j.ci_low, removal_vs_scratch_ci_high=j.ci_high,
+               vs_scratch_look=j.look, status_scratch="ok",
+               vs_scratch={"equivalent": BETTER, "worse": NOT_BETTER}.get(j.verdict, j.verdict or math.nan))
 
 
 def _relapsed(frame: pd.DataFrame, length: float) -> pd.DataFrame | None:
@@ -377,10 +423,30 @@ def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
     searched = summary[~summary.method.isin(REFERENCES)]
     for (attack, level, method), g in searched.groupby(["attack", "discovery", "method"], sort=True):
         eq = g[g.verdict == "equivalent"]
+        better = g[g.vs_scratch == BETTER] if "vs_scratch" in g else g.iloc[:0]
         out.append({"attack": attack, "discovery": level, "method": method, "verdict": _in_words(g),
                     "smallest_equivalent_budget": f"{eq.budget.min():g}" if not eq.empty else "",
-                    "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0]})
+                    "best_removal": g.removal.max(), "tuning_cost_retrains": g.tuning_cost_retrains.iloc[0],
+                    "vs_scratch": _scratch_in_words(g, method),
+                    "better_than_scratch_from": f"{better.budget.min():g}" if not better.empty else ""})
     return pd.DataFrame(out)
+
+
+def _scratch_in_words(g: pd.DataFrame, method: str) -> str:
+    """Whether the method ever beats retraining from scratch at equal cost, and from which budget."""
+    if method == SCRATCH:
+        return "(the baseline)"
+    judged = g[g.vs_scratch.isin([BETTER, NOT_BETTER, "inconclusive"])] if "vs_scratch" in g else g.iloc[:0]
+    if judged.empty:
+        return "no comparison"
+    better = judged[judged.vs_scratch == BETTER]
+    if not better.empty:
+        return f"better from budget {better.budget.min():g}"
+    if (judged.vs_scratch == NOT_BETTER).all():
+        return "not better at every budget" if len(judged) == len(g) else \
+            f"not better at every compared budget ({', '.join(f'{b:g}' for b in judged.budget)})"
+    return "never better (" + ", ".join(f"{v} at {b:g}" for b, v in zip(judged.budget, judged.vs_scratch)) + ")"
+
 
 
 def _in_words(g: pd.DataFrame) -> str:

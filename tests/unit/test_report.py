@@ -321,3 +321,44 @@ def test_compare_shows_the_second_removals_only_where_a_sweep_measured_them():
                             plan={"discovery": [1.0, 0.5], "relapse": [0.1]})
     assert readback._second(plain) == []
     assert readback._second(both) == ["removal_identified", "removal_relapse0.1"]
+
+
+def with_scratch(frame, removals_by_budget, acc=0.98):
+    """`frame` plus a `scratch` tuning trial and its fresh runs at each budget, with the given removals per
+    fresh seed 10, 11, 12 (effects 0.3 · (1 − removal), as the gd rows')."""
+    extra = []
+    for budget, removals in removals_by_budget.items():
+        extra.append({**trial("s", budget, 0.5, float(np.mean(removals))), "method": "scratch"})
+        extra += [{**trial(f"s-fresh{s}", budget, r, r, "fresh", s, "s", acc), "method": "scratch",
+                   "attack/effect": 0.3 * (1 - r)} for s, r in zip((10, 11, 12), removals)]
+    return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+
+
+def test_each_method_is_judged_against_scratch_at_the_same_budget():
+    """gd removes ~0.96 at both budgets; scratch ~0.50 at 0.02 (gd is better) and ~1.05 at 0.04 (gd is not)."""
+    frame = with_scratch(rows(), {0.02: (0.48, 0.52, 0.50), 0.04: (1.05, 1.06, 1.04)})
+    s = report.summarize(frame)
+    gd = s[s.method == "gd"].set_index("budget")
+    assert list(gd.vs_scratch) == ["better", "not better"]
+    m_u = 0.3 * (1 - np.array([0.95, 0.97, 0.96]))
+    m_s = 0.3 * (1 - np.array([0.48, 0.52, 0.50]))
+    assert gd.loc[0.02, "removal_vs_scratch"] == pytest.approx(1 - (m_u - m_s).mean() / (0.3 - m_s).mean())
+    assert gd.loc[0.02, "removal_vs_scratch_ci_low"] > 1 > gd.loc[0.04, "removal_vs_scratch_ci_high"]
+    assert s[s.method == "scratch"].vs_scratch.isna().all()  # the baseline is not judged against itself
+    eq = report.equivalence(s).set_index("method")
+    assert eq.loc["gd", "vs_scratch"] == "better from budget 0.02" and eq.loc["gd", "better_than_scratch_from"] == "0.02"
+    assert eq.loc["scratch", "vs_scratch"] == "(the baseline)"
+    assert "vs_scratch" in report.table(s)
+
+
+def test_more_removal_than_scratch_with_lost_accuracy_is_not_better_and_no_scratch_no_comparison():
+    frame = with_scratch(rows(), {0.02: (0.48, 0.52, 0.50), 0.04: (0.48, 0.52, 0.50)}, acc=0.98)
+    lossy = frame.assign(**{"acc/test": np.where((frame.method == "gd") & (frame.phase == "fresh"), 0.95, 0.98)})
+    s = report.summarize(lossy)
+    gd = s[s.method == "gd"]
+    assert (gd.removal_vs_scratch_ci_low > 1).all() and (gd.vs_scratch == "inconclusive").all()
+    assert report.equivalence(s).set_index("method").loc["gd", "vs_scratch"].startswith("never better")
+    plain = report.summarize(rows())
+    assert plain.vs_scratch.isna().all()
+    assert report.equivalence(plain).set_index("method").loc["gd", "vs_scratch"] == "no comparison"
+    assert "vs_scratch" not in report.table(plain)
