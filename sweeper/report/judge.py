@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 
@@ -52,11 +53,18 @@ def seed_table(attack: str, mine: pd.DataFrame, fresh: pd.DataFrame, order: list
     return t.drop(columns="_rank").reset_index(drop=True)
 
 
-def judge(table: pd.DataFrame, order: list[int], looks: list[int], n_looks: int, delta: float) -> Judged:
+def kept(acc_u: float, acc_r: float) -> bool:
+    """The main verdict's accuracy condition: test accuracy within EQUIVALENT_ACC of the reference's."""
+    return acc_u >= acc_r - EQUIVALENT_ACC
+
+
+def judge(table: pd.DataFrame, order: list[int], looks: list[int], n_looks: int, delta: float,
+          accuracy: Callable[[float, float], bool] = kept) -> Judged:
     """The sequential verdict over `looks` (cumulative counts of `order`; `n_looks` of them planned, which
-    sets the per-look level) on the seeds of `table`."""
+    sets the per-look level) on the seeds of `table`. `accuracy(mean acc_u, mean acc_r)` at a look: the condition
+    an equivalent row must also meet there (`kept`; the comparison with scratch asks for more)."""
     within = [table.seed.isin(order[:n]).to_numpy() for n in looks]
-    acc_ok = [bool(w.any() and table.acc_u[w].mean() >= table.acc_r[w].mean() - EQUIVALENT_ACC) for w in within]
+    acc_ok = [bool(w.any() and accuracy(table.acc_u[w].mean(), table.acc_r[w].mean())) for w in within]
     arr = {k: table[k].to_numpy(dtype=float) for k in ("m_u", "se_u", "m_p", "se_p", "m_r", "se_r")}
     seq = contrast.sequential(**arr, rounds=[int(w.sum()) for w in within], n_looks=n_looks, delta=delta,
                               alpha=ALPHA, acc_kept=acc_ok)

@@ -302,12 +302,14 @@ def _scratch_text(summary: pd.DataFrame) -> str:
     return f"""<p><b>Against retraining from scratch at equal cost.</b> <code>scratch</code> retrains the model from
 its initialisation on the retain set within the budget (the recipe's schedule cut at the budget, or compressed into
 it: searched, as its learning rate), swept and chosen like a method. Each row is also judged against
-<code>scratch</code>'s chosen configuration at the same budget on the same fresh seeds, with the verdict's test,
-<code>scratch</code> in retrain's place and δ = 0: <code>removal vs scratch</code> is the share of the gap between
-θ_poisoned and the scratch model that the method closes (1 = as much as scratch); <code>vs_scratch</code> reads
-<i>better</i> when its lower bound is above 1 and test accuracy is within {EQUIVALENT_ACC} of scratch's, <i>not
-better</i> when its upper bound is below 1, <i>inconclusive</i> otherwise. The verdict table says from which budget,
-if any, a method beats retraining from scratch.</p>"""
+<code>scratch</code>'s chosen configuration at the same budget on the same fresh seeds, with the verdict's test and
+the scratch model in retrain's place: <code>removal vs scratch</code> is the share of the gap between θ_poisoned and
+the scratch model that the method closes. The scratch model never saw a poison, so it is as clean as retraining
+(for Gaussian poisoning its effect is 0 exactly); what a short retrain loses is accuracy. <code>vs_scratch</code>
+reads <i>better</i> when the method is as clean (lower bound above 1 − δ) and more than {EQUIVALENT_ACC} more
+accurate on the test set, <i>not better</i> when it is significantly less clean or as clean without that gain,
+<i>inconclusive</i> otherwise. The verdict table says from which budget, if any, a method beats retraining from
+scratch.</p>"""
 
 
 def _slack_text(summary: pd.DataFrame) -> str:

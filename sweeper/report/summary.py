@@ -20,7 +20,7 @@ from ..metrics import DIVERGED
 from ..registry import methods
 from .selection import GOLD, IDENTIFIED, REFERENCES, _usable, best_per_budget, tuning_cost
 from .judge import judge, seed_table
-from .stats import POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
+from .stats import EQUIVALENT_ACC, POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
 MIN_TRIALS_FOR_IMPORTANCE = 20
 MEASURED = {"removal": "removal", "attack_effect": "attack/effect", "acc_val": "acc/val", "acc_test": "acc/test"}
@@ -273,11 +273,15 @@ def _method_row(ctx: _Context, method: str, budget: float) -> dict:
 
 def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) -> None:
     """The row against retraining from scratch for the same budget (`scratch`'s chosen configuration at this
-    budget, on the same fresh seeds): the main verdict's test with `scratch` in retrain's place and δ = 0.
-    removal_vs_scratch = 1 − mean(m_u − m_s) / mean(m_p − m_s), the share of the gap between θ_poisoned and the
-    scratch model that the method closes (1: as much as scratch; above 1: more). *better*: significantly above 1
-    (the lower bound above 1) with test accuracy within EQUIVALENT_ACC of scratch's; *not better*: significantly
-    below 1; *inconclusive*: neither. Gated by the gap between θ_poisoned and the scratch model."""
+    budget, on the same fresh seeds): the main verdict's test with the scratch model in retrain's place.
+
+    Trained on the retain set only, the scratch model at full discovery never saw a poison, so it removes
+    the poison as retraining does (for Gaussian poisoning its effect is known exactly: 0, as retrain's); what
+    a short retrain gives up is accuracy. So *better* = as clean as scratch (removal_vs_scratch's lower bound
+    above 1 − δ) and test accuracy more than EQUIVALENT_ACC above scratch's; *not better* = significantly less
+    clean (upper bound below 1 − δ), or as clean without that accuracy gain; *inconclusive* = the removal test
+    has not decided. removal_vs_scratch = 1 − mean(m_u − m_s) / mean(m_p − m_s): the share of the gap between
+    θ_poisoned and the scratch model that the method closes (1: as much as scratch). Gated by that gap."""
     pick = ctx.best[(ctx.best.attack == ctx.attack) & (ctx.best.method == SCRATCH) & (ctx.best.budget == budget)]
     if pick.empty:
         return  # no scratch in this sweep (or none at this budget): nothing to compare with
@@ -287,18 +291,28 @@ def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) 
         row["status_scratch"] = "no_fresh"
         return
     refs = pd.concat([f[f.method == "none"], theirs.assign(method="retrain")])
-    worked = attack_worked(refs, ctx.attack, exact_retrain=False)
+    exact = ctx.level >= 1  # below full discovery the scratch model saw the unidentified poisons: measured
+    worked = attack_worked(refs, ctx.attack, exact_retrain=exact)
     if not worked:
         row["status_scratch"] = "reference_failed" if worked is None else "scratch_gap_small"
         return
-    table = seed_table(ctx.attack, mine, refs, ctx.looks.order, exact_retrain=False)
+    table = seed_table(ctx.attack, mine, refs, ctx.looks.order, exact_retrain=exact)
     if table.empty:
         row["status_scratch"] = "no_fresh"
         return
-    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, 0.0)
+    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta, accuracy=_more_accurate)
     row.update(removal_vs_scratch=j.removal, removal_vs_scratch_ci_low=j.ci_low, removal_vs_scratch_ci_high=j.ci_high,
-               vs_scratch_look=j.look, status_scratch="ok",
-               vs_scratch={"equivalent": BETTER, "worse": NOT_BETTER}.get(j.verdict, j.verdict or math.nan))
+               vs_scratch_look=j.look, status_scratch="ok")
+    if j.verdict == "equivalent":
+        row["vs_scratch"] = BETTER
+    elif j.verdict == "worse" or (j.verdict == "inconclusive" and not j.open):  # less clean; or clean, not more accurate
+        row["vs_scratch"] = NOT_BETTER
+    elif j.verdict == "inconclusive":
+        row["vs_scratch"] = "inconclusive"
+
+
+def _more_accurate(acc_u: float, acc_s: float) -> bool:
+    return acc_u > acc_s + EQUIVALENT_ACC
 
 
 def _relapsed(frame: pd.DataFrame, length: float) -> pd.DataFrame | None:
@@ -433,7 +447,9 @@ def equivalence(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _scratch_in_words(g: pd.DataFrame, method: str) -> str:
-    """Whether the method ever beats retraining from scratch at equal cost, and from which budget."""
+    """Whether the method ever beats retraining from scratch at equal cost, and from which budget: "better from
+    budget b", else each answer with its budgets ("not better at 0.02; inconclusive at 0.04, 0.06"), "... at every
+    budget" when one answer holds at all of them."""
     if method == SCRATCH:
         return "(the baseline)"
     judged = g[g.vs_scratch.isin([BETTER, NOT_BETTER, "inconclusive"])] if "vs_scratch" in g else g.iloc[:0]
@@ -442,11 +458,11 @@ def _scratch_in_words(g: pd.DataFrame, method: str) -> str:
     better = judged[judged.vs_scratch == BETTER]
     if not better.empty:
         return f"better from budget {better.budget.min():g}"
-    if (judged.vs_scratch == NOT_BETTER).all():
-        return "not better at every budget" if len(judged) == len(g) else \
-            f"not better at every compared budget ({', '.join(f'{b:g}' for b in judged.budget)})"
-    return "never better (" + ", ".join(f"{v} at {b:g}" for b, v in zip(judged.budget, judged.vs_scratch)) + ")"
-
+    answers = [(v, judged[judged.vs_scratch == v].budget) for v in (NOT_BETTER, "inconclusive")]
+    answers = [(v, b) for v, b in answers if not b.empty]
+    if len(answers) == 1 and len(judged) == len(g):
+        return f"{answers[0][0]} at every budget"
+    return "; ".join(f"{v} at {', '.join(f'{x:g}' for x in b)}" for v, b in answers)
 
 
 def _in_words(g: pd.DataFrame) -> str:

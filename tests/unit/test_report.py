@@ -323,27 +323,27 @@ def test_compare_shows_the_second_removals_only_where_a_sweep_measured_them():
     assert readback._second(both) == ["removal_identified", "removal_relapse0.1"]
 
 
-def with_scratch(frame, removals_by_budget, acc=0.98):
+def with_scratch(frame, removals_by_budget, acc_by_budget):
     """`frame` plus a `scratch` tuning trial and its fresh runs at each budget, with the given removals per
-    fresh seed 10, 11, 12 (effects 0.3 · (1 − removal), as the gd rows')."""
+    fresh seed 10, 11, 12 (effects 0.3 · (1 − removal), as the gd rows') and test accuracy."""
     extra = []
     for budget, removals in removals_by_budget.items():
         extra.append({**trial("s", budget, 0.5, float(np.mean(removals))), "method": "scratch"})
-        extra += [{**trial(f"s-fresh{s}", budget, r, r, "fresh", s, "s", acc), "method": "scratch",
+        extra += [{**trial(f"s-fresh{s}", budget, r, r, "fresh", s, "s", acc_by_budget[budget]), "method": "scratch",
                    "attack/effect": 0.3 * (1 - r)} for s, r in zip((10, 11, 12), removals)]
     return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
 
 
-def test_each_method_is_judged_against_scratch_at_the_same_budget():
-    """gd removes ~0.96 at both budgets; scratch ~0.50 at 0.02 (gd is better) and ~1.05 at 0.04 (gd is not)."""
-    frame = with_scratch(rows(), {0.02: (0.48, 0.52, 0.50), 0.04: (1.05, 1.06, 1.04)})
+def test_a_method_beats_scratch_only_as_clean_and_more_accurate():
+    """gd is equivalent to retraining on removal (~0.96) at test accuracy 0.98. Scratch never saw the Gaussian
+    noise, so its effect is known exactly (0, as retrain's: its measured effects are not used); at 0.02 it
+    reached test accuracy 0.90 (gd is better), at 0.04 0.975 (gd is as clean but not more accurate: not better)."""
+    frame = with_scratch(rows(), {0.02: (0.6, 0.7, 0.8), 0.04: (0.6, 0.7, 0.8)}, {0.02: 0.90, 0.04: 0.975})
     s = report.summarize(frame)
     gd = s[s.method == "gd"].set_index("budget")
+    assert (gd.verdict == "equivalent").all()
     assert list(gd.vs_scratch) == ["better", "not better"]
-    m_u = 0.3 * (1 - np.array([0.95, 0.97, 0.96]))
-    m_s = 0.3 * (1 - np.array([0.48, 0.52, 0.50]))
-    assert gd.loc[0.02, "removal_vs_scratch"] == pytest.approx(1 - (m_u - m_s).mean() / (0.3 - m_s).mean())
-    assert gd.loc[0.02, "removal_vs_scratch_ci_low"] > 1 > gd.loc[0.04, "removal_vs_scratch_ci_high"]
+    assert list(gd.removal_vs_scratch) == pytest.approx(list(gd.removal))  # m_scratch = 0 exactly, as m_retrain
     assert s[s.method == "scratch"].vs_scratch.isna().all()  # the baseline is not judged against itself
     eq = report.equivalence(s).set_index("method")
     assert eq.loc["gd", "vs_scratch"] == "better from budget 0.02" and eq.loc["gd", "better_than_scratch_from"] == "0.02"
@@ -351,13 +351,20 @@ def test_each_method_is_judged_against_scratch_at_the_same_budget():
     assert "vs_scratch" in report.table(s)
 
 
-def test_more_removal_than_scratch_with_lost_accuracy_is_not_better_and_no_scratch_no_comparison():
-    frame = with_scratch(rows(), {0.02: (0.48, 0.52, 0.50), 0.04: (0.48, 0.52, 0.50)}, acc=0.98)
-    lossy = frame.assign(**{"acc/test": np.where((frame.method == "gd") & (frame.phase == "fresh"), 0.95, 0.98)})
-    s = report.summarize(lossy)
-    gd = s[s.method == "gd"]
-    assert (gd.removal_vs_scratch_ci_low > 1).all() and (gd.vs_scratch == "inconclusive").all()
-    assert report.equivalence(s).set_index("method").loc["gd", "vs_scratch"].startswith("never better")
+def test_against_a_measured_scratch_less_clean_is_not_better_and_no_scratch_no_comparison():
+    """Backdoor has no exact retrain effect: the scratch model's measured effects are the reference. gd removes
+    ~0.96 of the poisoned-to-retrain gap; scratch ~1.3 at 0.02 (gd significantly less clean: not better) and ~0.5
+    at 0.04 (gd closes more than the whole gap to scratch, with the accuracy gain: better)."""
+    base = rows().assign(attack="backdoor")
+    frame = with_scratch(base, {0.02: (1.3, 1.31, 1.29), 0.04: (0.48, 0.52, 0.50)}, {0.02: 0.95, 0.04: 0.95})
+    s = report.summarize(frame.assign(attack="backdoor"))
+    gd = s[s.method == "gd"].set_index("budget")
+    assert list(gd.vs_scratch) == ["not better", "better"]
+    m_u = 0.3 * (1 - np.array([0.95, 0.97, 0.96]))
+    m_s = 0.3 * (1 - np.array([0.48, 0.52, 0.50]))
+    assert gd.loc[0.04, "removal_vs_scratch"] == pytest.approx(1 - (m_u - m_s).mean() / (0.3 - m_s).mean())
+    assert gd.loc[0.02, "removal_vs_scratch_ci_high"] < 0.9 < gd.loc[0.04, "removal_vs_scratch_ci_low"]
+    assert report.equivalence(s).set_index("method").loc["gd", "vs_scratch"] == "better from budget 0.04"
     plain = report.summarize(rows())
     assert plain.vs_scratch.isna().all()
     assert report.equivalence(plain).set_index("method").loc["gd", "vs_scratch"] == "no comparison"
