@@ -328,13 +328,16 @@ def fresh(run: Cell) -> None:
 
 def _still_open(run: Cell, chosen: list[dict], looks_done: int) -> list[dict]:
     """The chosen configurations restricted to their budgets whose verdict is still open after the first
-    `looks_done` looks, judged exactly as the report judges them (the report module, loaded only here)."""
+    `looks_done` looks, judged exactly as the report judges them (the report module, loaded only here): the
+    verdict against retraining, or the one against `scratch` at that budget, which also keeps scratch's
+    configuration there (a comparison uses the seeds both rows have)."""
     from .report import summary as summaries
 
     rows = pd.DataFrame([r for table in run.tables.values() for r in table])
     plan = {**summaries.plan_of(run.exp.as_dict()), "attacks": [run.attack], "discovery": [run.level]}
     judged = summaries.summarize(rows, run.exp.delta, {**plan, "looks_done": looks_done})
-    still = {(r.method, float(r.budget)) for r in judged.itertuples() if r.verdict_open}
+    still = {(r.method, float(r.budget)) for r in judged.itertuples() if r.verdict_open or r.vs_scratch_open}
+    still |= {(summaries.SCRATCH, float(r.budget)) for r in judged.itertuples() if r.vs_scratch_open}
     out = [{**c, "budgets": [b for b in c["budgets"] if (c["method"], float(b)) in still]} for c in chosen]
     out = [c for c in out if c["budgets"]]
     decided = judged[~judged.method.isin(REFERENCES) & judged.verdict_look.notna()]

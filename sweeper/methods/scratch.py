@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..training import RecipeRun
 from ._common import TRAIN_STEP
 
-PAPER = "baseline: retraining from scratch within the budget (issue 24; Pawelczyk et al., ICLR 2025, §5)"
+PAPER = "baseline: retraining from scratch within the budget (the fair cost comparison of Pawelczyk et al., ICLR 2025)"
 SCHEDULES = ("anytime", "compressed")
 RESTARTS = True  # compressed: a trial may cost the sum of its budgets (methods.worst_fraction, the dry-run plan)
 

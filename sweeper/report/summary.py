@@ -31,7 +31,7 @@ SIMPLE = {"mia_auc": "mia/auc", "cost_units": "cost/units", "cost_fraction": "co
 SCRATCH = "scratch"  # the baseline every method is also judged against at the same budget (methods/scratch.py)
 BETTER, NOT_BETTER = "better", "not better"
 SCRATCH_COLUMNS = ["vs_scratch", "removal_vs_scratch", "removal_vs_scratch_ci_low", "removal_vs_scratch_ci_high",
-                   "vs_scratch_look", "status_scratch"]
+                   "vs_scratch_look", "vs_scratch_open", "status_scratch"]
 IDENTIFIED_COLUMNS = ["removal_identified", "removal_identified_ci_low", "removal_identified_ci_high",
                       "verdict_identified", "status_identified", "gus_z_identified", "gus_z_unidentified"]
 COLUMNS = (["attack", "discovery", "method", "budget"]
@@ -160,7 +160,8 @@ def _level(rows: pd.DataFrame, delta: float, plan: dict, level: float) -> pd.Dat
         out += [_method_row(ctx, method, budget) for method in plan["methods"] for budget in plan["budgets"]]
     summary = pd.DataFrame(out).reindex(columns=COLUMNS + relapse_columns(plan.get("relapse") or []))
     summary["discovery"] = level
-    summary["verdict_open"] = summary.verdict_open.astype("boolean").fillna(False).astype(bool)
+    for col in ("verdict_open", "vs_scratch_open"):
+        summary[col] = summary[col].astype("boolean").fillna(False).astype(bool)
     summary["pareto"] = pareto_front(summary)
     return summary
 
@@ -302,7 +303,7 @@ def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) 
         return
     j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta, accuracy=_more_accurate)
     row.update(removal_vs_scratch=j.removal, removal_vs_scratch_ci_low=j.ci_low, removal_vs_scratch_ci_high=j.ci_high,
-               vs_scratch_look=j.look, status_scratch="ok")
+               vs_scratch_look=j.look, vs_scratch_open=j.open, status_scratch="ok")
     if j.verdict == "equivalent":
         row["vs_scratch"] = BETTER
     elif j.verdict == "worse" or (j.verdict == "inconclusive" and not j.open):  # less clean; or clean, not more accurate

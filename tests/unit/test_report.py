@@ -369,3 +369,15 @@ def test_against_a_measured_scratch_less_clean_is_not_better_and_no_scratch_no_c
     assert plain.vs_scratch.isna().all()
     assert report.equivalence(plain).set_index("method").loc["gd", "vs_scratch"] == "no comparison"
     assert "vs_scratch" not in report.table(plain)
+
+
+def test_a_comparison_with_scratch_still_open_says_so_for_the_next_look():
+    """Seeds that disagree (gd removal 0.80, 1.15, 0.96): neither verdict is decided at 3 seeds, and the open
+    comparison with scratch is what keeps scratch's configuration in the next look (phases._still_open)."""
+    frame = with_scratch(rows(fresh_removals=(0.80, 1.15, 0.96)), {0.02: (1, 1, 1), 0.04: (1, 1, 1)},
+                         {0.02: 0.90, 0.04: 0.90})
+    s = report.summarize(frame)
+    gd = s[s.method == "gd"]
+    assert (gd.vs_scratch == "inconclusive").all() and gd.vs_scratch_open.all() and gd.verdict_open.all()
+    decided = report.summarize(with_scratch(rows(), {0.02: (1, 1, 1), 0.04: (1, 1, 1)}, {0.02: 0.90, 0.04: 0.90}))
+    assert not decided[decided.method == "gd"].vs_scratch_open.any()
