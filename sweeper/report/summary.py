@@ -19,7 +19,7 @@ import pandas as pd
 from ..metrics import DIVERGED
 from ..registry import methods
 from .selection import GOLD, IDENTIFIED, REFERENCES, _usable, best_per_budget, tuning_cost
-from .judge import judge, seed_table
+from .judge import Judged, judge, kept, seed_table
 from .stats import EQUIVALENT_ACC, POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
 MIN_TRIALS_FOR_IMPORTANCE = 20
@@ -293,15 +293,9 @@ def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) 
         return
     refs = pd.concat([f[f.method == "none"], theirs.assign(method="retrain")])
     exact = ctx.level >= 1  # below full discovery the scratch model saw the unidentified poisons: measured
-    worked = attack_worked(refs, ctx.attack, exact_retrain=exact)
-    if not worked:
-        row["status_scratch"] = "reference_failed" if worked is None else "scratch_gap_small"
+    j = _against(row, ctx, mine, refs, exact, "status_scratch", "scratch_gap_small", _more_accurate)
+    if j is None:
         return
-    table = seed_table(ctx.attack, mine, refs, ctx.looks.order, exact_retrain=exact)
-    if table.empty:
-        row["status_scratch"] = "no_fresh"
-        return
-    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta, accuracy=_more_accurate)
     row.update(removal_vs_scratch=j.removal, removal_vs_scratch_ci_low=j.ci_low, removal_vs_scratch_ci_high=j.ci_high,
                vs_scratch_look=j.look, vs_scratch_open=j.open, status_scratch="ok")
     if j.verdict == "equivalent":
@@ -364,19 +358,30 @@ def _judge_identified(row: dict, ctx: _Context, mine: pd.DataFrame) -> None:
     for part in ("identified", "unidentified"):
         row[f"gus_z_{part}"] = pooled_z(mine, prefix=f"{part}/")
     fresh = ctx.fresh[ctx.fresh.method != "retrain"].replace({"method": {IDENTIFIED: "retrain"}})
-    worked = attack_worked(fresh[fresh.method.isin(GOLD)], ctx.attack, exact_retrain=False)
-    if not worked:
-        row["status_identified"] = "reference_failed" if worked is None else "identified_gap_small"
+    j = _against(row, ctx, mine, fresh, False, "status_identified", "identified_gap_small")
+    if j is None:
         return
-    table = seed_table(ctx.attack, mine, fresh, ctx.looks.order, exact_retrain=False)
-    if table.empty:
-        row["status_identified"] = "no_fresh"
-        return
-    j = judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta)
     row.update(removal_identified=j.removal, removal_identified_ci_low=j.ci_low, removal_identified_ci_high=j.ci_high,
                status_identified=row["status"])
     if row["status"] == "ok":
         row["verdict_identified"] = j.verdict if j.verdict else math.nan
+
+
+def _against(row: dict, ctx: _Context, mine: pd.DataFrame, refs: pd.DataFrame, exact: bool, key: str, small: str,
+             accuracy=kept) -> Judged | None:
+    """The main verdict's test of the row's runs `mine` against another reference (the `retrain` rows of `refs`:
+    retrain_identified, scratch), gated by that reference's gap to `none`; None with row[key] saying why (`small`:
+    the gap is too small) when it cannot be judged. `exact`: the attack's exact retrain effect stands in for the
+    reference's measured one (stats.attack_worked)."""
+    worked = attack_worked(refs[refs.method.isin(GOLD)], ctx.attack, exact_retrain=exact)
+    if not worked:
+        row[key] = "reference_failed" if worked is None else small
+        return None
+    table = seed_table(ctx.attack, mine, refs, ctx.looks.order, exact_retrain=exact)
+    if table.empty:
+        row[key] = "no_fresh"
+        return None
+    return judge(table, ctx.looks.order, ctx.looks.counts, ctx.looks.planned, ctx.delta, accuracy=accuracy)
 
 
 def _why_no_pick(ctx: _Context, method: str) -> str:
