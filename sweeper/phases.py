@@ -17,7 +17,7 @@ from . import provenance, workplan
 from . import storage as store
 from .config import Experiment
 from .listener import Listener, Progress
-from .report.selection import GOLD, IDENTIFIED, REFERENCES, hparams_json, selections
+from .report.selection import GOLD, IDENTIFIED, REFERENCES, SCRATCH, hparams_json, selections
 
 if TYPE_CHECKING:
     from .basecache import BuildSummary
@@ -337,7 +337,7 @@ def _still_open(run: Cell, chosen: list[dict], looks_done: int) -> list[dict]:
     plan = {**summaries.plan_of(run.exp.as_dict()), "attacks": [run.attack], "discovery": [run.level]}
     judged = summaries.summarize(rows, run.exp.delta, {**plan, "looks_done": looks_done})
     still = {(r.method, float(r.budget)) for r in judged.itertuples() if r.verdict_open or r.vs_scratch_open}
-    still |= {(summaries.SCRATCH, float(r.budget)) for r in judged.itertuples() if r.vs_scratch_open}
+    still |= {(SCRATCH, float(r.budget)) for r in judged.itertuples() if r.vs_scratch_open}
     out = [{**c, "budgets": [b for b in c["budgets"] if (c["method"], float(b)) in still]} for c in chosen]
     out = [c for c in out if c["budgets"]]
     decided = judged[~judged.method.isin(REFERENCES) & judged.verdict_look.notna()]

@@ -21,8 +21,8 @@ _PARTS = {
     "stats": ("EFFECTIVE_SE", "EQUIVALENT_ACC", "T_TEST", "POOLED_GUS", "t_interval", "noninferior", "verdict",
               "test_for", "pooled_removal", "resolution", "pooled_z", "attack_worked"),
     "selection": ("REFERENCES", "best_per_budget", "selections", "tuning_cost", "hparams_json"),
-    "summary": ("MIN_TRIALS_FOR_IMPORTANCE", "MEASURED", "SIMPLE", "COLUMNS", "plan_of", "summarize",
-                "pareto_front", "equivalence", "importance"),
+    "summary": ("MEASURED", "SIMPLE", "COLUMNS", "plan_of", "summarize"),
+    "overview": ("MIN_TRIALS_FOR_IMPORTANCE", "pareto_front", "equivalence", "importance"),
     "render": ("plot_removal", "plot_pareto", "table", "html_page", "write"),
 }
 _WHERE = {name: part for part, names in _PARTS.items() for name in names}

@@ -13,6 +13,7 @@ from . import contrast
 from .stats import EQUIVALENT_ACC, _exact_retrain_effect
 
 ALPHA = contrast.ALPHA  # each side of the verdict, over all looks together (Bonferroni: α / K per look)
+BETTER, NOT_BETTER = "better", "not better"  # against scratch at the same budget (summary._judge_scratch)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import ACCURACY_TOLERANCE
-from .selection import REFERENCES
 from .stats import EQUIVALENT_ACC, resolution
-from .summary import SCRATCH, _with_defaults, equivalence, importance, summarize
+from .overview import equivalence, importance
+from .selection import REFERENCES, SCRATCH
+from .summary import _with_defaults, summarize
 
 
 def _plt():

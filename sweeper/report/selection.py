@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 REFERENCES = ("none", "retrain", "retrain_identified")  # measured, never searched
+SCRATCH = "scratch"  # the baseline every method is also judged against at the same budget (methods/scratch.py)
 GOLD = REFERENCES[:2]  # measured once per attack, shared by its discovery levels
 IDENTIFIED = "retrain_identified"  # the reference of a discovery level below 1 (methods/retrain_identified.py)
 
