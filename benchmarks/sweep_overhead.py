@@ -46,7 +46,10 @@ def main() -> None:
     last = searched.sort_values("budget").groupby(["method", "trial_id"]).tail(1)
     n_tune = int((last.phase == "tune").sum())
     inside = float(last["trial/seconds"].sum())
-    unlearning = float((last["cost/seconds"] * last["n_seeds"]).sum())  # cost/seconds is a per-seed mean
+    # per-seed means; cost/trial_seconds counts every run of a trial that starts over per checkpoint (scratch,
+    # compressed), whose cost/seconds is its last run's alone (rows written before it existed: cost/seconds)
+    spent = last["cost/trial_seconds"].fillna(last["cost/seconds"]) if "cost/trial_seconds" in last else last["cost/seconds"]
+    unlearning = float((spent * last["n_seeds"]).sum())
     past_stop = _past_stop(last, exp.budgets[-1])
     manifests = [json.loads(p.read_text()) for p in (workdir / "base").glob("*/manifest.json")]
     base = sum(sum(m["train_seconds"].values()) for m in manifests)
@@ -76,7 +79,9 @@ def _past_stop(last: pd.DataFrame, largest: float) -> float:
     it (trial.run_trial), so when ASHA stops it at budget b its earlier seeds have already unlearned on to
     the largest budget: inside the trial's seconds, but not in its cost/seconds (the pooled row at b). For
     an anytime method that is (n_seeds − 1) × cost/seconds × (largest − b) / b, at the rate it had up to
-    b; a fixed-cost method's cost does not grow with the budget (counted as none)."""
+    b; a fixed-cost method's cost does not grow with the budget (counted as none). A `scratch` trial on the
+    compressed schedule is counted as anytime: an underestimate (its earlier seeds made one run per remaining
+    budget)."""
     from sweeper import methods as _methods
     from sweeper.registry import methods
 

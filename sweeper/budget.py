@@ -47,6 +47,7 @@ class Budget:
         self.seconds = 0.0
         self.over_budget: list[float] = []  # checkpoints a fixed-cost method could not meet
         self.earlier = 0  # units spent before the last `restart` (a method that starts over per checkpoint)
+        self.earlier_seconds = 0.0  # and the seconds those runs took
         self._next = 0
         self._device = torch.device(device)
         self._clock = time.perf_counter()
@@ -104,6 +105,11 @@ class Budget:
         """Everything the trial spent so far: `spent`, plus what runs before a `restart` spent."""
         return self.earlier + self.spent
 
+    @property
+    def trial_seconds(self) -> float:
+        """Seconds the trial spent so far: `seconds`, plus what runs before a `restart` took."""
+        return self.earlier_seconds + self.seconds
+
     def close(self) -> None:
         """Report the next checkpoint now, at what was spent (a run cut to end at it: scratch's compressed
         schedule). Its evaluation is not timed, as any checkpoint's."""
@@ -115,6 +121,7 @@ class Budget:
         model for each checkpoint (scratch's compressed schedule) is charged each run against that
         checkpoint alone, and the trial's cost is the sum (`trial_units`)."""
         self.earlier += self.spent
+        self.earlier_seconds += self.seconds
         self.spent, self.seconds = 0, 0.0
         self._clock = time.perf_counter()
 

@@ -169,13 +169,14 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
 
     spec = _relapse.Relapse.from_dict(cfg.relapse)
 
-    def row(model, fraction: float, units: int, seconds: float, trial_units: int | None = None) -> Metrics:
+    def row(model, fraction: float, units: int, seconds: float, trial: tuple[int, float] | None = None) -> Metrics:
         level = {"discovery": cfg.discovery} if cfg.discovery != _discovery.FULL else {}  # rows of a level below 1 say so
-        # cost/trial_fraction: what the trial spent up to here; above cost/fraction only for a method that
-        # starts over per checkpoint (scratch's compressed schedule), and what tuning_cost_retrains sums
+        # cost/trial_*: what the trial spent up to here; above cost/fraction and cost/seconds only for a method
+        # that starts over per checkpoint (scratch's compressed schedule); tuning_cost_retrains sums the fraction
+        trial_units, trial_seconds = trial if trial is not None else (units, seconds)
         m = {"budget": fraction, "cost/units": units, "cost/fraction": units / retrain_units,
-             "cost/trial_fraction": (units if trial_units is None else trial_units) / retrain_units,
-             "cost/seconds": seconds, **level, **evaluate(model, cfg.membership, cfg.test_accuracy)}
+             "cost/trial_fraction": trial_units / retrain_units, "cost/seconds": seconds,
+             "cost/trial_seconds": trial_seconds, **level, **evaluate(model, cfg.membership, cfg.test_accuracy)}
         if spec is not None:  # a deep copy is fine-tuned: the trial's model and its checkpoints are untouched
             m.update(_relapse.measure(model, evaluate.clean, cfg.scenario.recipe, spec, retrain_units, seed,
                                       evaluate.effects))
@@ -205,7 +206,7 @@ def _run_seed(cfg: TrialConfig, seed: int, emit: Callable[[Metrics], None]) -> N
                                 initial=lambda: base.scenario.build_model(base.data, seed).state_dict())
 
     def checkpoint(fraction: float, units: int) -> None:
-        emit(row(model, fraction, units, budget.seconds, budget.trial_units))
+        emit(row(model, fraction, units, budget.seconds, (budget.trial_units, budget.trial_seconds)))
         if cfg.save_models:
             save_model(model, cfg.save_models, model_file(fraction))
 

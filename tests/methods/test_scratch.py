@@ -64,8 +64,12 @@ def test_tuning_cost_charges_a_compressed_trial_the_sum_of_its_runs(tiny_scenari
         rows[schedule] = run_trial(cfg)
     anytime, compressed = rows["anytime"], rows["compressed"]
     assert [r["cost/trial_fraction"] for r in anytime] == [r["cost/fraction"] for r in anytime]
+    assert [r["cost/trial_seconds"] for r in anytime] == [r["cost/seconds"] for r in anytime]
     assert compressed[1]["cost/trial_fraction"] == pytest.approx(compressed[0]["cost/fraction"]
                                                                  + compressed[1]["cost/fraction"])
+    # the 0.04 row's seconds are its own run's; the trial's also hold the 0.02 run's (up to clock noise)
+    assert compressed[1]["cost/trial_seconds"] == pytest.approx(compressed[0]["cost/seconds"]
+                                                                + compressed[1]["cost/seconds"], rel=0.05)
     frame = pd.DataFrame([{**r, "attack": "gaussian", "method": "scratch", "trial_id": s, "n_seeds": 1}
                           for s, trial in rows.items() for r in trial])
     assert tuning_cost(frame)[("gaussian", "scratch")] == pytest.approx(
