@@ -17,7 +17,7 @@ from sweeper.methods import _common
 from sweeper.trial import run_trial
 
 LEVELS = (0.1, 0.25, 0.5, 1.0)
-TIMERS = {"cost/seconds", "trial/seconds"}
+TIMERS = {"cost/seconds", "cost/trial_seconds", "trial/seconds"}
 
 
 def config(scenario, base_dir, method, **kw):

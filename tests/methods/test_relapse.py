@@ -11,7 +11,7 @@ from sweeper.basecache import base_models
 from sweeper.trial import SeedEvaluator, run_trial
 
 SPEC = {"lengths": [0.02, 0.1], "lr": None}
-TIMERS = {"cost/seconds", "trial/seconds", "cost/relapse_seconds"}
+TIMERS = {"cost/seconds", "cost/trial_seconds", "trial/seconds", "cost/relapse_seconds"}
 
 
 def config(scenario, base_dir, method, **kw):
