@@ -35,12 +35,13 @@ def unlearn(model, data, budget, *, schedule="anytime", lr=0.05):
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if data.initial is None:
         raise ValueError("scratch needs the scenario's initial model (UnlearnData.initial)")
-    per_step = TRAIN_STEP * data.recipe.batch(len(data.retain))
     if schedule == "anytime":
         _restart(model, data)
         run = RecipeRun(model, data.retain, data.recipe, data.seed, lr=lr)
         _steps(model, budget, run, run.total)
         budget.finish()  # the recipe's last step was taken (budget 1.0): nothing more to train
+        return model.eval()
+    per_step = TRAIN_STEP * data.recipe.batch(len(data.retain))
     while budget.active:  # compressed: one run per checkpoint, as long as that checkpoint buys
         i = budget.next_index
         _restart(model, data)

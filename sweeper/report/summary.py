@@ -19,6 +19,7 @@ from ..metrics import DIVERGED
 from ..registry import methods
 from .overview import pareto_front
 from .selection import GOLD, IDENTIFIED, REFERENCES, SCRATCH, _usable, best_per_budget, tuning_cost
+from .contrast import EQUIVALENT, INCONCLUSIVE, WORSE
 from .judge import BETTER, NOT_BETTER, Judged, judge, kept, seed_table
 from .stats import EQUIVALENT_ACC, POOLED_GUS, SEED_CONTRAST, attack_worked, pooled_removal, pooled_z, t_interval, test_for
 
@@ -295,12 +296,12 @@ def _judge_scratch(row: dict, ctx: _Context, mine: pd.DataFrame, budget: float) 
         return
     row.update(removal_vs_scratch=j.removal, removal_vs_scratch_ci_low=j.ci_low, removal_vs_scratch_ci_high=j.ci_high,
                vs_scratch_look=j.look, vs_scratch_open=j.open, status_scratch="ok")
-    if j.verdict == "equivalent":
+    if j.verdict == EQUIVALENT:
         row["vs_scratch"] = BETTER
-    elif j.verdict == "worse" or (j.verdict == "inconclusive" and not j.open):  # less clean; or clean, not more accurate
+    elif j.verdict == WORSE or (j.verdict == INCONCLUSIVE and not j.open):  # less clean; or clean, not more accurate
         row["vs_scratch"] = NOT_BETTER
-    elif j.verdict == "inconclusive":
-        row["vs_scratch"] = "inconclusive"
+    elif j.verdict == INCONCLUSIVE:
+        row["vs_scratch"] = INCONCLUSIVE
 
 
 def _more_accurate(acc_u: float, acc_s: float) -> bool:
