@@ -1,6 +1,6 @@
 """Where a sweep's wall time goes: Ray start, base-model training, inside trials (unlearning, the unlearning
 of earlier seeds past the budget where ASHA stopped a trial, evaluation) and the rest (scheduling, Tuner
-set-up, MLflow, report).
+set-up, MLflow, report) and the cores left idle.
 
     python benchmarks/sweep_overhead.py [EXPERIMENT] [--profile P] [--trials N] [--workdir DIR]
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sweeper-bench-"))
     exp = config.load(args.experiment, args.profile)
 
+    idle0 = _idle_core_seconds()
     t0 = time.perf_counter()
     tuning.start()
     ray_start = time.perf_counter() - t0
@@ -40,6 +42,7 @@ def main() -> None:
     sweep_wall = time.perf_counter() - t1
     tuning.stop()
     wall = time.perf_counter() - t0
+    idle = _idle_core_seconds() - idle0
 
     rows = pd.read_csv(result.report_dir / "trials.csv")
     searched = rows[~rows.method.isin(["none", "retrain"])]
@@ -62,7 +65,13 @@ def main() -> None:
         "trials: unlearning by earlier seeds past ASHA's stop (estimated)": past_stop,
         "trials: evaluation + loading (incl. references)": inside - unlearning - past_stop + refs,
     }
-    parts["rest (scheduling, Tuner set-up, MLflow, report, idle slots)"] = total - sum(parts.values())
+    # cores that ran nothing at all (the kernel's idle + iowait time, /proc/stat): slots left empty at phase
+    # barriers, while the driver alone works (Tuner set-up, MLflow, the report), or waiting on the disk;
+    # the machine must be otherwise idle for this to be the sweep's
+    parts["idle cores (nothing ran; /proc/stat)"] = min(idle, total) if idle == idle else 0.0
+    parts["rest (driver, scheduling, Tuner set-up, MLflow, report on busy cores)"] = total - sum(parts.values())
+    import sweeper
+    print(f"sweeper from {Path(sweeper.__file__).parent}")
     print(f"experiment {exp.name} (profile {exp.profile}): {len(exp.methods)} methods x "
           f"{args.trials or exp.trials} trials on {len(exp.seeds)} tuning seeds, {len(exp.fresh_seeds)} fresh seeds, "
           f"{slots} slots; wall {wall:.1f}s (sweep {sweep_wall:.1f}s); {n_tune} tuning trials, "
@@ -70,8 +79,17 @@ def main() -> None:
     print(f"{'part':<62}{'slot-s':>9}{'fraction':>10}")
     for name, seconds in parts.items():
         print(f"{name:<62}{seconds:>9.1f}{seconds / total:>10.1%}")
-    outside = parts["ray start"] + parts["rest (scheduling, Tuner set-up, MLflow, report, idle slots)"]
+    outside = total - sum(v for k, v in parts.items() if k.startswith(("base models", "trials:")))
     print(f"{'outside trials and base models':<62}{outside:>9.1f}{outside / total:>10.1%}")
+
+
+def _idle_core_seconds() -> float:
+    """Seconds all cores spent idle or waiting on I/O since boot (Linux's /proc/stat; NaN elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
 
 
 def _past_stop(last: pd.DataFrame, largest: float) -> float:

@@ -8,7 +8,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +20,7 @@ from . import methods as _methods
 from . import plugins, storage
 from .attacks import Poisoning
 from .budget import Budget
+from .instep import InStep
 from .metrics import EQUIVALENT_ACC, DIVERGED, MIA_MIN_NONMEMBERS, accuracy, membership_inference, objective, removal
 from .registry import attacks, methods
 from .basecache import base_models, identified_retrain
@@ -270,30 +271,30 @@ def pool(rows: list[Metrics], accuracy_constrained: bool = True) -> Metrics:
 
 
 def run_trial(config: dict | TrialConfig, on_checkpoint: Callable[[Metrics], None] | None = None) -> list[Metrics]:
-    """Run a configuration on each seed in turn; hand one pooled metrics dict per checkpoint to
-    `on_checkpoint` as soon as the last seed reaches it, and return them all.
+    """Run a configuration on each seed; hand one pooled metrics dict per checkpoint to `on_checkpoint` as
+    soon as every seed has reached it, and return them all.
 
-    With several seeds the earlier seeds' checkpoints wait for the last one (so an early stop saves
-    only the last seed's remaining work); one seed per trial keeps early stopping fully effective."""
+    Several seeds run in step (sweeper/instep.py): each seed up to the next checkpoint, one after the other,
+    so when the caller stops the trial there (`on_checkpoint` raises: ASHA's early stop) no seed has
+    unlearned past it. Each seed computes exactly what it computes alone."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     plugins.ensure(cfg.plugins)  # a Ray worker loads the user's plugin files before resolving any name
     workercache.fit(cfg.cache_entries)  # a worker that meets every seed of the sweep loads each once
     constrained = not getattr(attacks.get(cfg.scenario.attack), "ACCURACY_IS_EFFECT", False)
     start = time.perf_counter()
-    done: list[list[Metrics]] = []
     pooled_rows: list[Metrics] = []
-    for i, seed in enumerate(cfg.seeds):
-        rows: list[Metrics] = []
 
-        def emit(metrics: Metrics, rows=rows, last=(i == len(cfg.seeds) - 1)) -> None:
-            rows.append(metrics)
-            if last:
-                pooled = pool([d[len(rows) - 1] for d in done] + [metrics], constrained)
-                pooled["trial/seconds"] = time.perf_counter() - start
-                pooled_rows.append(pooled)
-                if on_checkpoint is not None:
-                    on_checkpoint(pooled)
+    def report(per_seed: list[Metrics]) -> None:
+        pooled = pool(per_seed, constrained)
+        pooled["trial/seconds"] = time.perf_counter() - start
+        pooled_rows.append(pooled)
+        if on_checkpoint is not None:
+            on_checkpoint(pooled)
 
-        _run_seed(cfg, seed, emit)
-        done.append(rows)
+    if len(cfg.seeds) == 1:
+        _run_seed(cfg, cfg.seeds[0], lambda metrics: report([metrics]))
+        return pooled_rows
+    with InStep([partial(_run_seed, cfg, seed) for seed in cfg.seeds]) as rounds:
+        for per_seed in rounds:
+            report(per_seed)
     return pooled_rows

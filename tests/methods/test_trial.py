@@ -4,7 +4,7 @@ import math
 import pytest
 
 from sweeper import scenario as scenario_module
-from sweeper.trial import run_trial
+from sweeper.trial import pool, run_trial
 
 METRICS = ["acc/val", "acc/test", "gus/mean", "gus/z", "gus/n_valid", "gus/tpr_at_1fpr", "mia/auc",
            "mia/tpr_at_1fpr", "attack/effect", "removal", "objective", "cost/units", "cost/fraction",
@@ -116,3 +116,45 @@ def test_a_tuning_trial_skips_membership_inference_and_nothing_else(tiny_scenari
         assert not any(k.startswith("mia/") for k in b) and any(k.startswith("mia/") for k in a)
         same = {k: v for k, v in a.items() if not k.startswith("mia/") and k not in TIMERS}
         assert same == {k: v for k, v in b.items() if k not in TIMERS}
+
+
+@pytest.mark.parametrize("method", ["gd", "scratch", "ssd"])
+def test_seeds_in_step_compute_what_each_seed_computes_alone(tiny_scenario, base_dir, method):
+    """A trial runs its seeds in step (sweeper/instep.py); each seed's checkpoints are those of a trial on that
+    seed alone, pooled (anytime, restarting and fixed-cost methods)."""
+    budgets = [0.02, 0.5, 1.0] if method == "ssd" else [0.02, 0.06, 0.10]  # ssd's fixed cost passes 0.10 here
+    cfg = config(tiny_scenario, base_dir, method, budgets=budgets, membership=False)
+    joint = run_trial({**cfg, "seeds": [0, 1]})
+    alone = [run_trial({**cfg, "seeds": [s]}) for s in (0, 1)]
+    pooled = [pool(list(rows)) for rows in zip(*alone)]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMERS} for r in rows]  # noqa: E731
+    assert len(joint) == len(pooled) > 0
+    assert repr(strip(joint)) == repr(strip(pooled))  # repr: NaN equals NaN
+
+
+def test_a_trial_stopped_at_its_first_checkpoint_unlearned_no_seed_past_it(tiny_scenario, base_dir, monkeypatch):
+    """ASHA stops a trial by raising in its report: no seed has spent more than the first checkpoint (the
+    unlearning the earlier seeds did past it was thrown away when seeds ran one after the other)."""
+    from sweeper import budget as budget_module
+
+    spent: dict[int, list[int]] = {}
+    real = budget_module.Budget.charge
+
+    def charge(self, units):
+        real(self, units)
+        spent.setdefault(id(self), []).append(self.spent)
+
+    monkeypatch.setattr(budget_module.Budget, "charge", charge)
+
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop
+
+    cfg = config(tiny_scenario, base_dir, "gd", budgets=[0.02, 0.10], seeds=[0, 1, 2], membership=False)
+    with pytest.raises(Stop):
+        run_trial(cfg, stop)
+    (one,) = run_trial({**cfg, "budgets": [0.02], "seeds": [0]})
+    assert len(spent) == 3 + 1  # every seed of the stopped trial started, and the check trial
+    assert max(max(v) for v in spent.values()) == one["cost/units"]  # nobody went past the 0.02 checkpoint
