@@ -37,13 +37,20 @@ def membership_inference(model: torch.nn.Module, members: Split, nonmembers: Spl
     s_in, s_out = -losses(model, members).numpy(), -losses(model, nonmembers).numpy()
     if not (np.isfinite(s_in).all() and np.isfinite(s_out).all()):
         return {"mia/auc": math.nan, "mia/tpr_at_1fpr": math.nan, "mia/n_nonmembers": len(s_out)}
-    from sklearn.metrics import roc_auc_score  # ~1 s to import: paid by trials, not by every command
-
-    labels = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
     threshold = np.quantile(s_out, 0.99)
-    return {"mia/auc": float(roc_auc_score(labels, np.r_[s_in, s_out])),
+    return {"mia/auc": auc(s_in, s_out),
             "mia/tpr_at_1fpr": float((s_in > threshold).mean()),
             "mia/n_nonmembers": len(s_out)}
+
+
+def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC AUC of scores: P(a positive scores above a negative), ties counting one half (the Mann-Whitney U
+    over n_pos·n_neg; what sklearn's roc_auc_score computes, tested equal, without its 2 s import in every
+    worker that runs a fresh trial)."""
+    ordered = np.sort(negatives)
+    below = np.searchsorted(ordered, positives, side="left")
+    tied = np.searchsorted(ordered, positives, side="right") - below
+    return float((below.sum() + 0.5 * tied.sum()) / (len(positives) * len(negatives)))
 
 
 def removal(m_poisoned: float, m_unlearned: float, m_retrain: float) -> float:

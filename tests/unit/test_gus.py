@@ -2,6 +2,7 @@
 models trained on it."""
 import math
 
+import pytest
 import torch
 
 from sweeper.attacks import gaussian
@@ -53,3 +54,19 @@ def test_noise_is_regenerable_from_the_seed(tiny_base):
     other = gaussian.craft(tiny_base.data.train, seed=1, fraction=0.2, eps=1.0)
     assert not torch.equal(other.forget, tiny_base.poisoning.forget)
     assert isinstance(again.train, Split) and again.train.x.dtype == torch.float32
+
+
+def test_membership_auc_equals_sklearns_with_and_without_ties():
+    """metrics.auc (the membership-inference AUC, computed without importing scikit-learn in workers) is
+    sklearn's roc_auc_score, ties included."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from sweeper.metrics import auc
+
+    rng = np.random.default_rng(0)
+    for pos, neg in ((rng.normal(0.3, 1, 240), rng.normal(0, 1, 1000)),
+                     (rng.integers(0, 5, 240).astype(float), rng.integers(0, 5, 700).astype(float)),  # many ties
+                     (np.ones(3), np.ones(4)), (np.array([2.0]), np.array([1.0, 3.0]))):
+        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        assert auc(pos, neg) == pytest.approx(roc_auc_score(labels, np.r_[pos, neg]), abs=1e-12)
