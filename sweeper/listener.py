@@ -23,13 +23,15 @@ class Listener:
 
     def __init__(self, tracker: RunWriter, parent_id: str, attack: str, method: str, tags: dict, trials: int,
                  progress: Progress, label: str | None = None, inputs: list | None = None,
-                 mirror: Study | None = None, done: Callable[[list[dict]], None] | None = None):
+                 mirror: Study | None = None, done: Callable[[list[dict]], None] | None = None,
+                 on_complete: Callable[[str], None] | None = None):
         self.tracker, self.parent_id, self.attack, self.method = tracker, parent_id, attack, method
         self.label = label or attack  # progress lines name the cell: the attack, and its discovery level below 1
         self.tags, self.trials, self.progress = tags, trials, progress
         self.inputs = inputs or []  # the data sets every trial of this method sees (sweeper/inputs.py)
         self.mirror = mirror  # the method's Optuna study for optuna-dashboard (tuning/studies.py), or None
         self.done = done      # hears each finished trial's rows (the estimate of time left)
+        self.on_complete = on_complete  # hears the method's name when its last trial has finished
         self.runs: dict[str, str] = {}
         self.hparams: dict[str, dict] = {}
         self.rows: dict[str, list[dict]] = {}
@@ -146,6 +148,8 @@ class Listener:
         if self.done is not None:
             self.done(rows)
         self.progress(self._line(trial_id, status, error, rows))
+        if self.on_complete is not None and self.finished == self.trials:
+            self.on_complete(self.method)
 
     def _line(self, trial_id: str, status: str, error: str | None, rows: list[dict]) -> str:
         hp = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.hparams[trial_id].items())

@@ -32,18 +32,17 @@ class Tuning(Protocol):
     def build_bases(self, scenarios: list[Scenario], seeds: list[int], base_dir: str, device: str,
                     max_failures: int, plugin_specs: list[dict]) -> BuildSummary: ...
 
-    def run_trials(self, configs: list[dict], gpus_per_trial: float, max_failures: int,
-                   device: str, on_result=None) -> list[list[dict] | str]: ...
-
     def can_resume(self, storage, attack: str) -> bool: ...
 
     def slots(self, gpus_per_trial: float, device: str): ...
 
     def resume_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
-                      listeners: dict[str, Listener]) -> set[str]: ...
+                      listeners: dict[str, Listener], pool=None) -> set[str]: ...
 
     def tune_attack(self, exp: Experiment, attack: str, bases: dict[str, dict], storage,
-                    listeners: dict[str, Listener]) -> None: ...
+                    listeners: dict[str, Listener], pool=None) -> None: ...
+
+    def Pool(self, limit: int, gpus_per_trial: float, max_failures: int, device: str): ...
 
 
 class Manifests:
@@ -75,6 +74,19 @@ class Shared:
     fresh_done: set = field(default_factory=set)
 
 
+@dataclass
+class Look:
+    """One look's fresh runs. Each is queued as soon as it is known (the references' when the cell starts, a
+    method's when its study finishes) and runs in a slot tuning leaves free; each is logged as it finishes;
+    the parents' tables get them in one fixed order when the look ends (`_end_look`)."""
+    seeds: list[int]
+    queued: dict[str, tuple] = field(default_factory=dict)       # run name -> job
+    reused: set = field(default_factory=set)                     # --resume: runs that had finished before
+    rows: dict[str, list[dict]] = field(default_factory=dict)    # run name -> its rows, once logged
+    work: dict[str, tuple] = field(default_factory=dict)         # run name -> (estimate group, units, evals) until done
+    started: float = field(default_factory=time.perf_counter)
+
+
 def _level_tag(exp: Experiment, level: float) -> str:
     """The `discovery` tag of a level's runs: every level of a sweep with partial discovery carries one
     (1 included), a sweep without carries none (its runs are as before discovery existed)."""
@@ -92,7 +104,8 @@ def at_level(logged: pd.DataFrame | None, tag: str) -> pd.DataFrame | None:
 
 def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, root, tracker: RunWriter,
                tuning: Tuning, tags: dict, progress: Progress, logged: pd.DataFrame | None,
-               shared: Shared, manifests: Manifests | None = None, mirror: StudyMirror | None = None) -> "Cell":
+               shared: Shared, manifests: Manifests | None = None, mirror: StudyMirror | None = None,
+               pool=None) -> "Cell":
     """The runs of one discovery level of an attack: its methods' parents (and retrain_identified's below
     level 1) beside the attack's shared references."""
     tag = _level_tag(exp, level)
@@ -104,7 +117,7 @@ def level_run(exp: Experiment, scenario: Scenario, level: float, base: dict, roo
     cfg = {**base, "discovery": level} if level < 1 else base
     return Cell(exp, scenario.attack, cfg, root, tracker, tuning, level_tags, {**shared.parents, **own},
                 {**shared.tables, **{m: [] for m in own}}, progress, logged=level_logged, scenario=scenario,
-                level=level, shared=shared, manifests=manifests, mirror=mirror)
+                level=level, shared=shared, manifests=manifests, mirror=mirror, pool=pool)
 
 
 def parents(tracker: RunWriter, attack: str, methods, tags: dict, exp: Experiment, logged: pd.DataFrame | None,
@@ -147,6 +160,8 @@ class Cell:
     shared: Shared | None = None       # what the attack's levels share (none, retrain)
     manifests: Manifests | None = None  # the base models' manifests: each run's data inputs
     mirror: StudyMirror | None = None   # the sweep's Optuna studies for optuna-dashboard, or None
+    pool: object = None                 # plain trials run in free slots (tuning.Pool); set by the sweep
+    look: Look | None = None            # the first look, queued from the cell's start
 
     def inputs(self, method: str, seeds) -> list:
         """The data sets a run of `method` on `seeds` saw (sweeper/inputs.py); none and retrain at level 1."""
@@ -178,7 +193,8 @@ def tune(run: Cell) -> None:
     run.listeners = {m: Listener(run.tracker, run.parents[m], run.attack, m, tags, exp.trials, run.progress,
                                  label=run.cell, inputs=run.inputs(m, exp.seeds),
                                  done=workplan.tune_note(run.progress, f"{run.cell}/{m}/tune", len(exp.seeds)),
-                                 mirror=run.mirror.study(run.attack, run.cell, m) if run.mirror else None)
+                                 mirror=run.mirror.study(run.attack, run.cell, m) if run.mirror else None,
+                                 on_complete=_study_done(run) if run.logged is None and run.look else None)
                      for m in exp.methods}
     # what only the report reads (membership inference, test accuracy) is measured by the fresh runs
     bases = {m: {**run.base, "method": m, "membership": False, "test_accuracy": False} for m in exp.methods}
@@ -193,10 +209,10 @@ def tune(run: Cell) -> None:
         known = None
     elif run.logged is not None and run.tuning.can_resume(storage, run.cell):
         run.progress(f"[{run.cell}] tuning: resuming Ray Tune's records ({restored} of {total} trials logged)")
-        known = run.tuning.resume_attack(exp, run.cell, bases, storage, run.listeners)
+        known = run.tuning.resume_attack(exp, run.cell, bases, storage, run.listeners, pool=run.pool)
     else:
         known = set()  # a new Tuner: nothing logged before belongs to it
-        run.tuning.tune_attack(exp, run.cell, bases, storage, run.listeners)
+        run.tuning.tune_attack(exp, run.cell, bases, storage, run.listeners, pool=run.pool)
     for listener in run.listeners.values():
         for run_id in listener.drop_unknown(known):
             run.tracker.discard(run_id)
@@ -208,6 +224,16 @@ def tune(run: Cell) -> None:
     for m, listener in run.listeners.items():
         run.tables[m] += [{**r, "n_seeds": len(exp.seeds)} for r in listener.table()]
     run.listeners = {}
+
+
+def _study_done(run: Cell):
+    """The listener's hook when a method's study has finished all its trials (a sweep not resumed): its
+    configurations are chosen (as `fresh` would choose them: per method) and its first look queued, to run
+    in the slots the other methods' last trials leave free."""
+    def done(method: str) -> None:
+        rows = [{**r, "n_seeds": len(run.exp.seeds)} for r in run.listeners[method].table()]
+        _queue(run, run.look, _look_jobs(run, selections(pd.DataFrame(rows)), run.look.seeds, gold=False))
+    return done
 
 
 def _restore_tuned(run: Cell) -> int:
@@ -278,28 +304,32 @@ def _config(run: Cell, method: str) -> dict:
 
 
 def references(run: Cell) -> None:
-    """`none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models, once per
-    attack (by its first discovery level); below level 1 also `retrain_identified` (built on first use)."""
+    """Queue `none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models, once per
+    attack (by its first discovery level); below level 1 also `retrain_identified` (built on first use). They
+    run while tuning starts, as do the first look's reference runs on the fresh seeds (they need no choice)."""
     seeds = run.exp.seeds
     mine = (GOLD if run.level == run.exp.discovery[0] else ()) + ((IDENTIFIED,) if run.level < 1 else ())
     todo = [m for m in mine if not _reuse(run, m, m)]
     workplan.enter(run.progress, "refs")
     workplan.skip(run.progress, f"{run.cell}/refs", len(mine) - len(todo))
-    units = {m: len(seeds) * (m == IDENTIFIED) for m in todo}  # retrain_identified trains its model (once cached)
-    results = run.tuning.run_trials([_config(run, m) for m in todo], run.exp.gpus_per_trial,
-                                    run.exp.max_failures, run.exp.device,
-                                    lambda i, r: workplan.note(run.progress, f"{run.cell}/refs", r, len(seeds),
-                                                                  units[todo[i]])
-                                    ) if todo else []
-    for method, result in zip(todo, results):
-        run.tables[method] += _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))},
-                                         result, {"phase": "tune", "n_seeds": len(seeds)}, seeds)
-        if isinstance(result, str):
-            run.progress(f"[{run.cell}/{method}] FAILED ({result}): removal cannot be computed without it")
-        else:
-            z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
-            run.progress(f"[{run.cell}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning "
-                         f"seeds, acc/val {result[0]['acc/val']:.3f}")
+    for m in todo:  # retrain_identified trains its model (once cached): its units
+        run.pool.submit(_config(run, m), lambda result, m=m: _reference_done(run, m, result, len(seeds) * (m == IDENTIFIED)))
+    if run.exp.fresh_seeds:
+        run.look = Look(list(run.exp.fresh_seeds[:run.exp.looks[0]]))
+        _queue(run, run.look, _look_jobs(run, [], run.look.seeds))
+
+
+def _reference_done(run: Cell, method: str, result, units: float) -> None:
+    seeds = run.exp.seeds
+    workplan.note(run.progress, f"{run.cell}/refs", result, len(seeds), units)
+    run.tables[method] += _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))},
+                                     result, {"phase": "tune", "n_seeds": len(seeds)}, seeds)
+    if isinstance(result, str):
+        run.progress(f"[{run.cell}/{method}] FAILED ({result}): removal cannot be computed without it")
+    else:
+        z = f", gus/z {result[0]['gus/z']:.2f}" if "gus/z" in result[0] else ""
+        run.progress(f"[{run.cell}/{method}] effect {result[0]['attack/effect']:.3f}{z} pooled over tuning "
+                     f"seeds, acc/val {result[0]['acc/val']:.3f}")
 
 
 def fresh(run: Cell) -> None:
@@ -322,7 +352,8 @@ def fresh(run: Cell) -> None:
             built = run.tuning.build_bases([run.scenario], seeds, run.base["base_dir"], exp.device, exp.max_failures,
                                            run.base["plugins"])
             run.progress(f"[{run.cell}] look {k + 1}/{len(exp.looks)}: base models of seeds {seeds}: {built}")
-        _fresh_look(run, chosen, seeds)
+        look = run.look if k == 0 and run.look is not None else Look(seeds)
+        _end_look(run, look, _look_jobs(run, chosen, seeds))
         done = n
 
 
@@ -347,39 +378,67 @@ def _still_open(run: Cell, chosen: list[dict], looks_done: int) -> list[dict]:
     return out
 
 
-def _fresh_look(run: Cell, chosen: list[dict], seeds: list[int]) -> None:
-    """One look: the references and the chosen configurations on `seeds`."""
+def _look_jobs(run: Cell, chosen: list[dict], seeds: list[int], gold: bool = True) -> list[tuple]:
+    """A look's runs (config, method, source, hparams, seed) in the order the parents' tables list them: the
+    references (`gold`: those no other level measured on these seeds), retrain_identified below level 1, then
+    the chosen configurations."""
     exp, base = run.exp, run.base
-    gold = [s for s in seeds if s not in run.shared.fresh_done]  # another level may have measured them
-    jobs = [({**_config(run, m), "seeds": [s]}, m, m, {}, s) for m in GOLD for s in gold]
-    jobs += [({**base, "method": IDENTIFIED, "seeds": [s]}, IDENTIFIED, IDENTIFIED, {}, s) for s in seeds if run.level < 1]
+    jobs = []
+    if gold:
+        todo = [s for s in seeds if s not in run.shared.fresh_done]  # another level may have measured them
+        jobs += [({**_config(run, m), "seeds": [s]}, m, m, {}, s) for m in GOLD for s in todo]
+        jobs += [({**base, "method": IDENTIFIED, "seeds": [s]}, IDENTIFIED, IDENTIFIED, {}, s) for s in seeds
+                 if run.level < 1]
     jobs += [({**base, "method": c["method"], "hparams": c["hparams"], "seeds": [s], "budgets": c["budgets"]},
               c["method"], c["trial_id"], c["hparams"], s) for c in chosen for s in seeds]
-    jobs = [j for j in jobs if not _reuse(run, j[1], f"{j[2]}-fresh{j[4]}")]
     for cfg, method, source, _, seed in jobs:  # the chosen unlearned models on the first fresh seed
         if method not in REFERENCES and seed == exp.fresh_seeds[0]:
             cfg["save_models"] = str(_models_dir(run, method, source))
         if exp.relapse is not None and method != IDENTIFIED:  # relapse: the chosen models and both gold controls
             cfg["relapse"] = exp.relapse.as_dict()
-    t0 = time.perf_counter()
-    work = [workplan.planned(exp, j[0]) for j in jobs]
+    return jobs
+
+
+def _name(job: tuple) -> str:
+    return f"{job[2]}-fresh{job[4]}"
+
+
+def _queue(run: Cell, look: Look, jobs: list[tuple]) -> None:
+    """Queue the jobs of `look` not queued yet, nor finished before an interruption (--resume)."""
+    for job in jobs:
+        name = _name(job)
+        if name in look.queued or name in look.reused:
+            continue
+        if _reuse(run, job[1], name):
+            look.reused.add(name)
+            continue
+        look.queued[name] = job
+        group = f"{run.cell}/gold/fresh" if job[1] in REFERENCES else f"{run.cell}/fresh"
+        look.work[name] = (group, *workplan.planned(run.exp, job[0]))
+        run.pool.submit(job[0], lambda result, name=name: _fresh_done(run, look, name, result))
+
+
+def _fresh_done(run: Cell, look: Look, name: str, result) -> None:
+    """A fresh run finished (while tuning runs, or at the look's end): logged now, its rows kept for the end."""
+    group, units, evals = look.work.pop(name)
+    workplan.note(run.progress, group, result, 1, units, evals)
+    look.rows[name] = _log_fresh(run, look.queued[name], result)
+
+
+def _end_look(run: Cell, look: Look, jobs: list[tuple]) -> None:
+    """The look's every job (`jobs`, in table order) queued, run to the last, and joined to the parents' tables
+    in that order, whatever order they ran in."""
+    _queue(run, look, jobs)
     workplan.enter(run.progress, "fresh")
-    workplan.replan(run.progress, f"{run.cell}/fresh", work)
-    workplan.replan(run.progress, f"{run.cell}/gold/fresh", [])  # its references are among the jobs now
-    logged: dict[int, list[dict]] = {}
-
-    def finished(i: int, result) -> None:  # logged as each finishes, while the others run
-        workplan.note(run.progress, f"{run.cell}/fresh", result, 1, work[i][0], work[i][1])
-        logged[i] = _log_fresh(run, jobs[i], result)
-
-    if jobs:
-        run.tuning.run_trials([j[0] for j in jobs], run.exp.gpus_per_trial, run.exp.max_failures, run.exp.device,
-                              finished)
-    for i, job in enumerate(jobs):  # the parents' tables in the jobs' order, whatever order they finished in
-        run.tables[job[1]] += logged[i]
-    run.shared.fresh_done.update(gold)
-    run.progress(f"[{run.cell}] fresh seeds {seeds}: {len(chosen)} chosen configurations + "
-                 f"references re-measured in {len(jobs)} runs ({time.perf_counter() - t0:.1f}s)")
+    for group in (f"{run.cell}/fresh", f"{run.cell}/gold/fresh"):  # what is left is known exactly now
+        workplan.replan(run.progress, group, [(u, v) for g, u, v in look.work.values() if g == group])
+    run.pool.drain()
+    for job in jobs:
+        run.tables[job[1]] += look.rows.get(_name(job), [])
+    run.shared.fresh_done.update(look.seeds)
+    chosen = len({job[2] for job in jobs if job[1] not in REFERENCES})
+    run.progress(f"[{run.cell}] fresh seeds {look.seeds}: {chosen} chosen configurations + references re-measured "
+                 f"in {len(look.queued)} runs ({time.perf_counter() - look.started:.1f}s since the first was queued)")
 
 
 def _log_fresh(run: Cell, job: tuple, result) -> list[dict]:

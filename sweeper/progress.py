@@ -73,7 +73,9 @@ class Estimate:
     """Planned and finished work of one sweep, and the time left. A group's kind is the last part of its
     name (`bases`, `refs`, `tune`, `fresh`); the driver says which kind of phase runs (`enter`), so each
     kind's pace — wall seconds per slot-second of modelled work, which takes in its parallelism and what
-    the model leaves out (Tune's scheduling, MLflow writes, idle slots at its end) — is measured apart."""
+    the model leaves out (Tune's scheduling, MLflow writes, idle slots at its end) — is measured apart.
+    Finished work counts to the phase that runs when it finishes: the references and fresh runs that run
+    in slots tuning leaves free are work of the tuning phase's wall time."""
 
     def __init__(self, slots: int, clock: Callable[[], float] = time.monotonic):
         self.slots, self.clock = max(1, slots), clock
@@ -118,7 +120,9 @@ class Estimate:
         g = self.groups.setdefault(group, Group())
         g.left = max(0, g.left - 1)
         g.seen.append((units, evals))
-        self.done.setdefault(_kind(group), []).append((units, evals))
+        # counted to the phase running now: a reference or fresh run that finished in a slot tuning left free
+        # is work the tuning phase's wall time bought (each phase's pace is its wall time over its work)
+        self.done.setdefault(self._kind or _kind(group), []).append((units, evals))
         if seconds is not None and seconds > 0:
             self.timed.append((units, evals, seconds))
 

@@ -199,6 +199,10 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
     common = provenance.common_tags(sweep, exp.profile)
     rows: list[dict] = []
     parents: list[str] = []
+    # plain trials (references, fresh runs) in the slots Tune's trials leave free; every trial counts
+    # against --max-concurrent, where given
+    pool = tuning.Pool(exp.max_concurrent or tuning.slots(exp.gpus_per_trial, exp.device).concurrent,
+                       exp.gpus_per_trial, exp.max_failures, exp.device)
     for scenario in exp.scenarios:
         tags = {**common, "scenario": provenance.scenario_hash(scenario, all_seeds)}
         base = {"scenario": scenario.as_dict(), "base_dir": base_dir, "seeds": list(exp.seeds),
@@ -211,7 +215,7 @@ def _stages(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunW
         shared = Shared(refs, {m: [] for m in GOLD})
         for level in exp.discovery:
             run = phases.level_run(exp, scenario, level, base, root, tracker, tuning, tags, progress, logged, shared,
-                                   manifests, mirror=mirror)
+                                   manifests, mirror=mirror, pool=pool)
             cells.append(run)
             parents += [p for m, p in run.parents.items() if m not in GOLD]
             phases.references(run)

@@ -2,6 +2,7 @@
 searcher, every core used."""
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable
 
 import ray
@@ -63,6 +64,57 @@ def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL, max_
         if on_result is not None:
             on_result(i, out[i])
     return out
+
+
+class Pool:
+    """Plain trials (references, fresh runs) queued by the driver and run as Ray tasks whenever a slot is
+    free, beside whatever else runs (Tune's trials): the slots a phase would leave idle at its end (the last
+    tuning trials, a Tuner's set-up) run the next phase's work. `limit` caps every trial of the sweep that
+    runs at once (Tune's included: the Tune callback says how many it holds, `poll(busy=...)`); a queued job
+    waits rather than take a slot Tune needs, so Tune's trials run as they would alone.
+
+    Each job's `on_result(result)` runs in the driver's thread, from `poll` (never blocks) or `drain`
+    (blocks until every queued job is done), with the trial's rows or its error line (as `run_trials`)."""
+
+    def __init__(self, limit: int, gpus_per_trial: float = GPUS_PER_TRIAL, max_failures: int = 2,
+                 device: str = "auto"):
+        self.limit = max(1, limit)
+        self.options = {**slots(gpus_per_trial, device).trial_task, "max_retries": max_failures}
+        self.queued: deque[tuple[dict, Callable]] = deque()
+        self.running: dict = {}  # ray object ref -> on_result
+        self.busy = 0            # slots Tune's trials hold now
+
+    def submit(self, config: dict, on_result: Callable[[list[dict] | str], None]) -> None:
+        self.queued.append((config, on_result))
+        self._launch()
+
+    def poll(self, busy: int | None = None) -> None:
+        """Hand over whatever finished and start queued jobs in the slots free now."""
+        if busy is not None:
+            self.busy = busy
+        self._collect(timeout=0)
+        self._launch()
+
+    def drain(self) -> None:
+        """Nothing else runs now: every slot is the pool's until its last job is done."""
+        self.busy = 0
+        self._launch()
+        while self.running:
+            self._collect(timeout=None)
+            self._launch()
+
+    def _launch(self) -> None:
+        while self.queued and len(self.running) + self.busy < self.limit:
+            config, on_result = self.queued.popleft()
+            self.running[_run_plain.options(**self.options).remote(config)] = on_result
+
+    def _collect(self, timeout: float | None) -> None:
+        if not self.running:
+            return
+        ready, _ = ray.wait(list(self.running), num_returns=1 if timeout is None else len(self.running),
+                            timeout=timeout)
+        for ref in ready:
+            self.running.pop(ref)(_outcome(ref))
 
 
 def _outcome(ref) -> list[dict] | str:

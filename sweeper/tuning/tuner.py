@@ -28,6 +28,7 @@ from ..config import REDUCTION_FACTOR, Experiment
 from ..metrics import DIVERGED
 from ..trial import run_trial
 from .cluster import slots
+from .tasks import Pool
 
 
 
@@ -126,6 +127,8 @@ class RoutingScheduler(FIFOScheduler):
 
 
 _LISTENERS: dict[str, dict[str, TrialListener]] = {}  # Tune experiment path -> this driver's listeners
+_POOLS: dict[str, Pool] = {}  # Tune experiment path -> the plain trials that run beside its trials
+_ACTIVE = ("PENDING", "RUNNING")  # a Tune trial in these states holds (or is about to take) a slot
 
 
 class _Forward(tune.Callback):
@@ -139,6 +142,13 @@ class _Forward(tune.Callback):
 
     def _to(self, trial) -> TrialListener:
         return _LISTENERS[self.key][trial.config["method"]]
+
+    def on_step_end(self, iteration, trials, **info):
+        """Every turn of Tune's loop (at most ~0.1 s apart): the plain trials queued beside it take the
+        slots its own trials leave free (its last trials, its set-up) and hand over what finished."""
+        pool = _POOLS.get(self.key)
+        if pool is not None:
+            pool.poll(busy=sum(t.status in _ACTIVE for t in trials))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._to(trial).trial_started(trial.trial_id, dict(trial.config["hparams"]))
@@ -208,20 +218,22 @@ def can_resume(storage, attack: str) -> bool:
 
 
 def resume_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
-                  listeners: dict[str, TrialListener]) -> set[str]:
+                  listeners: dict[str, TrialListener], pool: Pool | None = None) -> set[str]:
     """Continue an interrupted attack's Tuner from its records under `storage`: finished trials stay
     finished, trials that were running start again from their beginning (under the same trial id), the
     searcher (every method's Optuna study) and schedulers continue from their last saved state. Returns
     the ids of every trial the restored experiment holds: a trial logged after Tune last saved its state
-    is not among them (Tune runs a new trial in its place)."""
+    is not among them (Tune runs a new trial in its place). `pool`: plain trials that run beside it."""
     path, fs = _tune_storage(storage, attack)
     _LISTENERS[path] = listeners
+    _POOLS.update({path: pool} if pool is not None else {})
     try:
         tuner = tune.Tuner.restore(path, trainable=_trainable_with(bases, exp), resume_unfinished=True,
                                    resume_errored=True, restart_errored=False, storage_filesystem=fs)
         grid = tuner.fit()
     finally:
         _LISTENERS.pop(path, None)
+        _POOLS.pop(path, None)
     return {_trial_id(result) for result in grid}
 
 
@@ -233,9 +245,10 @@ def _trial_id(result) -> str:
 
 
 def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: Path,
-                listeners: dict[str, TrialListener]) -> None:
+                listeners: dict[str, TrialListener], pool: Pool | None = None) -> None:
     """Every method of `exp` against one attack: `exp.trials` trials each, ASHA stopping weak trials
-    at checkpoints (time_attr = nominal budget), every trial reporting its whole curve."""
+    at checkpoints (time_attr = nominal budget), every trial reporting its whole curve. `pool`: plain
+    trials (references, fresh runs) that take the slots Tune's own trials leave free."""
     path, _ = _tune_storage(storage, attack)
     storage_path, fs = _tune_storage(storage)
     searcher = RoutingSearcher({m: _study(exp, attack, m) for m in exp.methods}, exp.trials)
@@ -253,7 +266,9 @@ def tune_attack(exp: Experiment, attack: str, bases: dict[str, dict], storage: P
                                   failure_config=tune.FailureConfig(max_failures=exp.max_failures)),
     )
     _LISTENERS[path] = listeners
+    _POOLS.update({path: pool} if pool is not None else {})
     try:
         tuner.fit()
     finally:
         _LISTENERS.pop(path, None)
+        _POOLS.pop(path, None)
