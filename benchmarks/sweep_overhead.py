@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--profile")
     ap.add_argument("--trials", type=int)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--timeline", metavar="FILE", help="write the idle cores every 0.5 s beside the sweep's "
+                    "progress lines (CSV: seconds, idle cores, the last line said): where the idle time is")
     args = ap.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sweeper-bench-"))
     exp = config.load(args.experiment, args.profile)
@@ -40,8 +42,11 @@ def main() -> None:
     ray_start = time.perf_counter() - t0
     slots = tuning.slots().concurrent
     t1 = time.perf_counter()
-    result = run_sweep(exp, workdir=workdir, trials=args.trials, progress=lambda _: None)
+    sampler = _Timeline(t0) if args.timeline else None
+    result = run_sweep(exp, workdir=workdir, trials=args.trials, progress=sampler.say if sampler else lambda _: None)
     sweep_wall = time.perf_counter() - t1
+    if sampler:
+        sampler.write(Path(args.timeline))
     tuning.stop()
     wall = time.perf_counter() - t0
     idle = _idle_core_seconds() - idle0
@@ -88,6 +93,31 @@ def main() -> None:
     print("\nthe driver's bookkeeping, one by one (wall seconds in the driver; calls):")
     for name, (seconds, calls) in timers.items():
         print(f"  {name:<60}{seconds:>9.2f}{calls:>7}")
+
+
+class _Timeline:
+    """Idle cores sampled every 0.5 s, each beside the last progress line said by then."""
+
+    def __init__(self, t0: float):
+        import threading
+
+        self.t0, self.last, self.rows = t0, "", []
+        self.stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def say(self, line: str) -> None:
+        self.last = line
+
+    def _sample(self) -> None:
+        before, t = _idle_core_seconds(), time.perf_counter()
+        while not self.stop.wait(0.5):
+            now, t2 = _idle_core_seconds(), time.perf_counter()
+            self.rows.append((round(t2 - self.t0, 2), round((now - before) / (t2 - t), 2), self.last[:150]))
+            before, t = now, t2
+
+    def write(self, path: Path) -> None:
+        self.stop.set()
+        pd.DataFrame(self.rows, columns=["seconds", "idle_cores", "last_line"]).to_csv(path, index=False)
 
 
 def _time_bookkeeping() -> dict[str, list]:

@@ -220,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
                    "a finished one only gets its report rebuilt")
     r.add_argument("--max-failures", type=int, metavar="N", help="retry a trial or task whose worker or node died up "
                    "to N times (default: the file's max_failures, else 2)")
-    r.add_argument("--max-concurrent", type=int, metavar="N", help="run up to N Tune trials at once (default: the "
+    r.add_argument("--max-concurrent", type=int, metavar="N", help="run up to N trials at once, Tune's and the references and fresh runs beside them (default: the "
                    "file's max_concurrent, else the slots the cluster has when the sweep starts); on an autoscaling "
                    "cluster, the slots of its largest size, so Tune asks for them and the autoscaler adds nodes")
     r.add_argument("--gpus-per-trial", type=float, metavar="G", help="share of a GPU each trial asks Ray for, "

@@ -73,7 +73,7 @@ class Experiment:
     gpus_per_trial: float = GPUS_PER_TRIAL  # share of a GPU each trial asks Ray for (admission only: Ray caps no memory)
     plugins: tuple[str, ...] = ()  # absolute paths of plugin files (methods, attacks, ... from outside the package)
     storage: str | None = None  # base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)
-    max_concurrent: int | None = None  # Tune trials at once; None: what the cluster holds when the sweep starts
+    max_concurrent: int | None = None  # trials at once (Tune's and plain ones); None: what the cluster holds at the start
     search_seed: int = 0  # seed of every Optuna sampler of the sweep; 0 gives the studies of earlier sweeps
     fresh_rounds: tuple[int, ...] = ()  # cumulative fresh-seed counts at each look; () = one look at all of them
     discovery: tuple[float, ...] = (1.0,)  # fractions of the poisons identified, descending (sweeper/discovery.py)

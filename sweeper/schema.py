@@ -190,7 +190,7 @@ class ExperimentFile(BaseModel):
                        _says("must be a path or a URI (s3://bucket/prefix)")] = Field(
         None, description="base models, Tune records, chosen models (--storage and SWEEPER_STORAGE win)")
     max_concurrent: Annotated[Annotated[Int, _within(POSITIVE)] | None, POSITIVE_INT] = Field(
-        None, description="Tune trials at once (default: what the cluster holds when the sweep starts)")
+        None, description="trials at once, Tune's and the plain references and fresh runs beside them (default: what the cluster holds when the sweep starts)")
     discovery: Annotated[list[Annotated[Float, _within(Range(0, 1, low_open=True))]], Field(min_length=1),
                          AfterValidator(_unique),
                          _says("must be a non-empty list of fractions of the poisons identified",

@@ -13,6 +13,7 @@ noise key and the text model re-generates ξ from it (sweeper/textnoise.py); GUS
 ⟨ξ, ∇ₑℓ⟩ / (ε‖∇ₑℓ‖) over those positions, exactly N(0, 1) for a model that never saw ξ."""
 from __future__ import annotations
 
+import functools
 import math
 import sys
 
@@ -102,10 +103,15 @@ def _tpr_at_1fpr(scores: torch.Tensor, seed: int) -> float:
     scalar scores are drawn directly: the same distribution as projecting d-dimensional noise onto each
     poison's gradient, without drawing FRESH_DRAWS x n x d numbers per evaluation (1.8 GB at the paper's
     750 CIFAR-10 poisons; 30% of an evaluation's time on digits)."""
-    gen = generator(seed, _FRESH)
-    null = torch.randn((FRESH_DRAWS, len(scores)), generator=gen, dtype=torch.float64)  # (draws, n)
-    threshold = torch.quantile(null, 0.01, dim=0)
-    return float((scores < threshold).double().mean())
+    return float((scores < _null_threshold(seed, len(scores))).double().mean())
+
+
+@functools.lru_cache(maxsize=64)
+def _null_threshold(seed: int, n: int) -> torch.Tensor:
+    """The 1% quantile of each poison's FRESH_DRAWS null scores: the same draws at every checkpoint of a seed
+    (its own generator stream), so drawn once per (seed, number of poisons) and process."""
+    null = torch.randn((FRESH_DRAWS, n), generator=generator(seed, _FRESH), dtype=torch.float64)  # (draws, n)
+    return torch.quantile(null, 0.01, dim=0)
 
 
 def effect(model: torch.nn.Module, context: dict) -> dict[str, float]:

@@ -93,7 +93,7 @@ class Pool:
         if busy is not None:
             self.busy = busy
         self._collect(timeout=0)
-        self._launch()
+        self._launch()  # slots Tune gave back, even when nothing of ours finished
 
     def drain(self) -> None:
         """Nothing else runs now: every slot is the pool's until its last job is done."""
@@ -101,7 +101,6 @@ class Pool:
         self._launch()
         while self.running:
             self._collect(timeout=None)
-            self._launch()
 
     def _launch(self) -> None:
         while self.queued and len(self.running) + self.busy < self.limit:
@@ -113,8 +112,10 @@ class Pool:
             return
         ready, _ = ray.wait(list(self.running), num_returns=1 if timeout is None else len(self.running),
                             timeout=timeout)
-        for ref in ready:
-            self.running.pop(ref)(_outcome(ref))
+        done = [(self.running.pop(ref), ref) for ref in ready]
+        self._launch()  # the freed slots first: a result's MLflow writes (~0.1 s) must not idle them
+        for on_result, ref in done:
+            on_result(_outcome(ref))
 
 
 def _outcome(ref) -> list[dict] | str:
