@@ -143,8 +143,8 @@ class Listener:
             self.errors[trial_id] = error
         self.tracker.end_child(self.runs[trial_id], status, self._table(trial_id), tags)
         self.finished += 1
-        if self.mirror is not None:
-            self.mirror.record(self.outcome(trial_id))
+        if self.mirror is not None:  # in MLflow's writer thread, after the run's own writes
+            self.tracker.later(self.mirror.record, self.outcome(trial_id))
         if self.done is not None:
             self.done(rows)
         self.progress(self._line(trial_id, status, error, rows))

@@ -213,6 +213,7 @@ def tune(run: Cell) -> None:
     else:
         known = set()  # a new Tuner: nothing logged before belongs to it
         run.tuning.tune_attack(exp, run.cell, bases, storage, run.listeners, pool=run.pool)
+    run.tracker.wait()  # the trials' runs and the Optuna mirror written before either is reconciled
     for listener in run.listeners.values():
         for run_id in listener.drop_unknown(known):
             run.tracker.discard(run_id)
@@ -232,7 +233,10 @@ def _study_done(run: Cell):
     in the slots the other methods' last trials leave free."""
     def done(method: str) -> None:
         rows = [{**r, "n_seeds": len(run.exp.seeds)} for r in run.listeners[method].table()]
-        _queue(run, run.look, _look_jobs(run, selections(pd.DataFrame(rows)), run.look.seeds, gold=False))
+        chosen = selections(pd.DataFrame(rows))
+        _queue(run, run.look, _look_jobs(run, chosen, run.look.seeds, gold=False))
+        run.progress(f"[{run.cell}/{method}] study done: {len(chosen)} chosen configuration"
+                     f"{'' if len(chosen) == 1 else 's'} queued for fresh seeds {run.look.seeds}")
     return done
 
 

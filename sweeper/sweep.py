@@ -94,7 +94,8 @@ def run_sweep(experiment: Experiment | str | os.PathLike | None = None, *, workd
             where = f"resuming sweep {name}; {where}"
         mirror = studies.StudyMirror(optuna_url, record.sweep, exp, progress,
                                      resumed=bool(resume)) if optuna_url else None
-        return _run(exp, wd, root, uri, tracking.RunWriter(record), tuning, progress, where, bool(resume), mirror)
+        return _run(exp, wd, root, uri, tracking.RunWriter(record, background=True), tuning, progress, where,
+                    bool(resume), mirror)
     finally:
         progress.close()
         if started:
@@ -141,9 +142,12 @@ def _run(exp: Experiment, wd: Path, root: Path | str, uri: str, tracker: RunWrit
     cells: list[Cell] = []
     try:
         result = _stages(exp, wd, root, uri, tracker, tuning, progress, where, cells, resumed, mirror)
+        tracker.wait()
     except BaseException as e:
         _abort(tracker, cells, e, progress)
         raise
+    finally:
+        tracker.close()
     tracker.record.set_status("finished")
     return result
 

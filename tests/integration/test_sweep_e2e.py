@@ -1,6 +1,7 @@
 """End to end through real Ray Tune, real Optuna and a real MLflow SQLite file, read back with
 mlflow.search_runs."""
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -125,6 +126,20 @@ def test_chosen_configurations_are_re_measured_on_fresh_seeds(shared_sweep):
 
 
 @pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
+def test_a_methods_fresh_runs_are_queued_when_its_study_finishes_while_others_still_tune(shared_sweep):
+    """Issue 23: no phase barrier between a method's tuning and its fresh runs. Each method's study says it is
+    done right after its own last trial, and the first to finish does so before the cell's last trial."""
+    lines = shared_sweep.lines
+    for attack in ("gaussian", "backdoor"):
+        trials = [i for i, line in enumerate(lines) if re.match(rf"\[{attack}/\w+\] \d+/2 ", line)]
+        done = {m: i for i, line in enumerate(lines) for m in SEARCHED
+                if line.startswith(f"[{attack}/{m}] study done: ")}
+        assert set(done) == set(SEARCHED)
+        for m, i in done.items():
+            assert re.match(rf"\[{attack}/{m}\] 2/2 ", lines[i - 1]), lines[i - 1]  # its own last trial
+        assert min(done.values()) < max(trials)  # queued while another method was still tuning
+
+
 def test_compare_puts_two_sweeps_side_by_side(shared_sweep, tmp_path, capsys):
     from sweeper import cli
 

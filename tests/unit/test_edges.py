@@ -76,6 +76,37 @@ def test_abort_closes_a_run_created_just_before_the_interrupt(store, monkeypatch
     assert {r.data.tags.get("sweeper.interrupted") for r in runs} == {"true"}
 
 
+def test_the_writer_thread_writes_what_was_written_in_order_and_raises_what_failed(store, monkeypatch):
+    """Issue 23: a sweep's writer hands a trial's params, inputs and end to one thread (the driver goes back
+    to Tune at once). Read back after `wait`, the runs equal what was written, in order; a write that failed
+    is raised by the next `wait`, and `abort` still closes the run it left open."""
+    uri, wd = store
+    record = tracking.SweepRecord(uri, "s", wd)
+    record.reserve(numbered=False)
+    writer = tracking.RunWriter(record, background=True)
+    parent = writer.start_parent("gaussian", "gd", {}, {})
+    child = writer.start_child(parent, "gd-1", {"lr": 0.1}, {"trial_id": "1"})
+    for budget, objective in ((0.02, 0.1), (0.04, 0.3)):
+        writer.log_checkpoint(child, {"budget": budget, "objective": objective})
+    writer.end_child(child, "KILLED", [{"budget": 0.02}, {"budget": 0.04}], {"diverged": "false"})
+    writer.wait()
+    run = record.client.get_run(child)
+    assert (run.info.status, run.data.params, run.data.tags["diverged"]) == ("KILLED", {"lr": "0.1"}, "false")
+    history = record.client.get_metric_history(child, "objective")
+    assert [(m.step, m.value) for m in history] == [(20, 0.1), (40, 0.3)]
+    assert tracking.child_rows(record, child) == [{"budget": 0.02}, {"budget": 0.04}]
+
+    broken = writer.start_child(parent, "gd-2", {}, {"trial_id": "2"})
+    monkeypatch.setattr(writer.client, "set_terminated", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    writer.end_child(broken, "FINISHED", [])
+    with pytest.raises(OSError, match="disk full"):
+        writer.wait()
+    monkeypatch.undo()
+    writer.abort("FAILED", "stopped")
+    writer.close()
+    assert record.client.get_run(broken).info.status == "FAILED"  # never left RUNNING, never FINISHED
+
+
 def test_start_does_not_probe_the_address_again(ray_session, monkeypatch):
     """`check` probes an address (seconds against a silent port); `start` is handed what it returned."""
     from sweeper.tuning import cluster
