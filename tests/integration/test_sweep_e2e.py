@@ -140,6 +140,7 @@ def test_a_methods_fresh_runs_are_queued_when_its_study_finishes_while_others_st
         assert min(done.values()) < max(trials)  # queued while another method was still tuning
 
 
+@pytest.mark.slow  # reads the shared sweep (tests/conftest.py)
 def test_compare_puts_two_sweeps_side_by_side(shared_sweep, tmp_path, capsys):
     from sweeper import cli
 
