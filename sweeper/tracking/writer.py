@@ -91,13 +91,15 @@ class RunWriter:
         when there is one."""
         metrics, pending_tags = self._pending.pop(run_id, ([], {}))
         table = pd.DataFrame(rows).to_csv(index=False) if rows else None
-        self.later(self._end_child, run_id, status, metrics, {**pending_tags, **(tags or {})}, table)
+        ended = int(time.time() * 1000)  # the run's end is when the trial ended, not when the thread wrote it
+        self.later(self._end_child, run_id, status, metrics, {**pending_tags, **(tags or {})}, table, ended)
 
-    def _end_child(self, run_id: str, status: str, metrics: list[Metric], tags: dict, table: str | None) -> None:
+    def _end_child(self, run_id: str, status: str, metrics: list[Metric], tags: dict, table: str | None,
+                   ended: int) -> None:
         self._write(run_id, metrics, tags)
         if table is not None:
             self.client.log_text(run_id, table, CHILD_TABLE)
-        self.client.set_terminated(run_id, status)
+        self.client.set_terminated(run_id, status, end_time=ended)
         self.open_runs.discard(run_id)
 
     # -- the writer thread ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ address is probed once, and the experiment's `search_seed` reaches every Optuna 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import optuna
@@ -88,8 +89,11 @@ def test_the_writer_thread_writes_what_was_written_in_order_and_raises_what_fail
     child = writer.start_child(parent, "gd-1", {"lr": 0.1}, {"trial_id": "1"})
     for budget, objective in ((0.02, 0.1), (0.04, 0.3)):
         writer.log_checkpoint(child, {"budget": budget, "objective": objective})
+    ended = time.time() * 1000
+    writer.later(time.sleep, 0.3)  # a writer thread that is busy when the trial ends
     writer.end_child(child, "KILLED", [{"budget": 0.02}, {"budget": 0.04}], {"diverged": "false"})
     writer.wait()
+    assert record.client.get_run(child).info.end_time - ended < 200  # when it ended, not when it was written
     run = record.client.get_run(child)
     assert (run.info.status, run.data.params, run.data.tags["diverged"]) == ("KILLED", {"lr": "0.1"}, "false")
     history = record.client.get_metric_history(child, "objective")
