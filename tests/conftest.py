@@ -84,6 +84,19 @@ def ray_session():
         tuning.stop()
 
 
+@pytest.fixture(scope="module")
+def ray_here():
+    """Embedded Ray for one module only, shut down after it (unless it was already running). Not the
+    session's `ray_session`: a module that runs early would leave Ray up for the tests of bad Ray addresses
+    that come later and need a process where Ray is not started."""
+    from sweeper import tuning
+
+    started = tuning.start(num_cpus=2)
+    yield
+    if started:
+        tuning.stop()
+
+
 # -- the shared sweep -------------------------------------------------------------------------------------
 # One real sweep (Ray Tune, Optuna, MLflow SQLite) for every test that only reads a sweep's outputs
 # (test_sweep_e2e, test_mlflow_layout, test_plugins, test_dry_run_vs_sweep; its experiment: shared_sweep.py).

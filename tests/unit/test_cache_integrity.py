@@ -27,17 +27,6 @@ def root(tiny_base, tmp_path):
     return root
 
 
-@pytest.fixture(scope="module")
-def ray_here():
-    """Embedded Ray for this module only, shut down after it (unless it was already running). Not the
-    session's `ray_session`: this module runs early, and tests of bad Ray addresses that come later
-    need a process where Ray is not started."""
-    started = tuning.start(num_cpus=2)
-    yield
-    if started:
-        tuning.stop()
-
-
 def flip_byte(path):
     with open(path, "r+b") as f:
         f.seek(path.stat().st_size // 2)

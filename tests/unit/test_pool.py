@@ -1,16 +1,6 @@
 """tuning.Pool: plain trials (references, fresh runs) in the slots Tune's trials leave free, with a real
 embedded Ray and real trials."""
-import pytest
-
 from sweeper import tuning
-
-
-@pytest.fixture(scope="module")
-def ray_here():
-    started = tuning.start(num_cpus=2)
-    yield
-    if started:
-        tuning.stop()
 
 
 def test_the_pool_waits_for_free_slots_and_hands_every_result_over(ray_here, tiny_base, tiny_scenario, base_dir):
