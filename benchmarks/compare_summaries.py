@@ -10,7 +10,8 @@ time (so that the order results arrive in cannot change ASHA's choices), then:
 `cost_seconds` (wall time) and `trial_id` (Ray Tune's random ids) differ between any two runs; every other
 column, and equivalence.csv, resolution.csv and importance.csv, must be identical. A column the new code adds
 is named and left out of the comparison; one it removes counts as a difference unless named with --dropped
-(a removal the README announces). Exit 1 on any difference."""
+(a removal the README announces); a float column the new code computes in another order on purpose may be
+named with --close (equal within 1e-12 relative, said). Exit 1 on any difference."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ import pandas as pd
 
 EXPECTED = ("cost_seconds", "trial_id")  # timing and Tune's per-run ids
 SAME_FILES = ("equivalence.csv", "resolution.csv", "importance.csv")
+CLOSE = 1e-12  # --close: a float computed in another order differs in its last bits, never more
 
 
 def _read(before: Path, after: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -48,6 +50,9 @@ def main() -> int:
     p.add_argument("before", type=Path, help="a report folder (report/<sweep>/)")
     p.add_argument("after", type=Path)
     p.add_argument("--dropped", nargs="*", default=[], help="columns the new code removes on purpose")
+    p.add_argument("--close", nargs="*", default=[], metavar="COLUMN",
+                   help="numeric columns the new code computes in another order on purpose: equal within "
+                        f"{CLOSE:g} relative, said per column")
     args = p.parse_args()
     a, b, removed = _read(args.before, args.after, "summary.csv")
     if len(a) != len(b):
@@ -56,6 +61,12 @@ def main() -> int:
     differ = {c: int((a[c] != b[c]).sum()) for c in a.columns if not a[c].equals(b[c])}
     for c, n in differ.items():
         print(f"{c}: {n} of {len(a)} rows differ" + ("  (expected)" if c in EXPECTED else ""))
+    for c in [c for c in args.close if c in differ]:
+        x, y = (pd.to_numeric(t[c], errors="coerce") for t in (a, b))
+        worst = float(((x - y).abs() / x.abs().where(x != 0, 1)).max())
+        if worst <= CLOSE and (x.isna() == y.isna()).all():
+            print(f"{c}: within {worst:.1e} relative (--close)")
+            del differ[c]
     files = [f for f in SAME_FILES if (args.before / f).exists() and not _same(args.before, args.after, f)]
     for f in files:
         print(f"{f} differs")
