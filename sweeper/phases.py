@@ -342,6 +342,7 @@ def fresh(run: Cell) -> None:
     next look's seeds (docs/architecture.md, Statistics and verdicts). One look: every fresh seed at once."""
     exp = run.exp
     if not exp.fresh_seeds:
+        run.pool.drain()  # the references queued when the cell started (Tune's loop may not have collected them)
         return
     tune_rows = pd.DataFrame([r for m in exp.methods for r in run.tables[m]])
     chosen = selections(tune_rows) if not tune_rows.empty else []
