@@ -311,20 +311,20 @@ def references(run: Cell) -> None:
     """Queue `none` and `retrain` on the tuning seeds (pooled): evaluated from the cached base models, once per
     attack (by its first discovery level); below level 1 also `retrain_identified` (built on first use). They
     run while tuning starts, as do the first look's reference runs on the fresh seeds (they need no choice)."""
-    seeds = run.exp.seeds
     mine = (GOLD if run.level == run.exp.discovery[0] else ()) + ((IDENTIFIED,) if run.level < 1 else ())
     todo = [m for m in mine if not _reuse(run, m, m)]
     workplan.enter(run.progress, "refs")
     workplan.skip(run.progress, f"{run.cell}/refs", len(mine) - len(todo))
-    for m in todo:  # retrain_identified trains its model (once cached): its units
-        run.pool.submit(_config(run, m), lambda result, m=m: _reference_done(run, m, result, len(seeds) * (m == IDENTIFIED)))
+    for m in todo:
+        run.pool.submit(_config(run, m), lambda result, m=m: _reference_done(run, m, result))
     if run.exp.fresh_seeds:
         run.look = Look(list(run.exp.fresh_seeds[:run.exp.looks[0]]))
         _queue(run, run.look, _look_jobs(run, [], run.look.seeds))
 
 
-def _reference_done(run: Cell, method: str, result, units: float) -> None:
+def _reference_done(run: Cell, method: str, result) -> None:
     seeds = run.exp.seeds
+    units = len(seeds) * (method == IDENTIFIED)  # retrain_identified trains its model (once cached)
     workplan.note(run.progress, f"{run.cell}/refs", result, len(seeds), units)
     run.tables[method] += _log_plain(run, method, method, {}, {"phase": "tune", "seed": ",".join(map(str, seeds))},
                                      result, {"phase": "tune", "n_seeds": len(seeds)}, seeds)

@@ -17,10 +17,10 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 from .cluster import (Slots, check, check_address, check_device, describe, resolve_auto, slots, start,  # noqa: E402
                       stop)
-from .tasks import Pool, build_bases, run_trials  # noqa: E402
+from .tasks import Pool, build_bases  # noqa: E402
 from .tuner import (RoutingScheduler, RoutingSearcher, TrialListener, can_resume, resume_attack,  # noqa: E402
                     study_seed, tune_attack)
 
 __all__ = ["Pool", "RoutingScheduler", "RoutingSearcher", "Slots", "TrialListener", "build_bases", "can_resume", "check",
-           "check_address", "check_device", "describe", "resolve_auto", "resume_attack", "run_trials", "slots",
+           "check_address", "check_device", "describe", "resolve_auto", "resume_attack", "slots",
            "start", "stop", "study_seed", "tune_attack"]

@@ -45,27 +45,6 @@ def _run_plain(config: dict) -> list[dict]:
     return run_trial(config)
 
 
-def run_trials(configs: list[dict], gpus_per_trial: float = GPUS_PER_TRIAL, max_failures: int = 2,
-               device: str = "auto", on_result: Callable[[int, list[dict] | str], None] | None = None
-               ) -> list[list[dict] | str]:
-    """Plain trials (references, fresh-seed re-measurements) as parallel Ray tasks; no scheduler, no
-    searcher. Each entry is the trial's rows, or its error line if it raised. A task whose worker or node
-    dies is retried up to `max_failures` times; an exception it raises is not (it would raise again).
-    `on_result(i, result)` hears of each as it finishes (for the progress estimate), in whatever order."""
-    options = {**slots(gpus_per_trial, device).trial_task, "max_retries": max_failures}
-    refs = [_run_plain.options(**options).remote(c) for c in configs]
-    index = {ref: i for i, ref in enumerate(refs)}
-    out: list[list[dict] | str | None] = [None] * len(refs)
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        i = index[ready[0]]
-        out[i] = _outcome(ready[0])
-        if on_result is not None:
-            on_result(i, out[i])
-    return out
-
-
 class Pool:
     """Plain trials (references, fresh runs) queued by the driver and run as Ray tasks whenever a slot is
     free, beside whatever else runs (Tune's trials): the slots a phase would leave idle at its end (the last
@@ -74,7 +53,8 @@ class Pool:
     waits rather than take a slot Tune needs, so Tune's trials run as they would alone.
 
     Each job's `on_result(result)` runs in the driver's thread, from `poll` (never blocks) or `drain`
-    (blocks until every queued job is done), with the trial's rows or its error line (as `run_trials`)."""
+    (blocks until every queued job is done), with the trial's rows or its error line if it raised. A task whose worker or node dies is
+    retried up to `max_failures` times; an exception it raises is not (it would raise again)."""
 
     def __init__(self, limit: int, gpus_per_trial: float = GPUS_PER_TRIAL, max_failures: int = 2,
                  device: str = "auto"):
